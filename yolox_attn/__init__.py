@@ -1,0 +1,16 @@
+"""yolox-attn: Coordinate, Criss-Cross and ACmix attention in the PAFPN neck of YOLOX."""
+
+try:
+    import yolox  # noqa: F401
+except ImportError as err:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        "yolox-attn needs the official YOLOX 0.3.0, which is not installed. Run `bash scripts/setup.sh` "
+        "in the yolox-attn checkout, or install torch first and then "
+        "`pip install --no-deps --no-build-isolation yolox==0.3.0` "
+        "(its pinned onnx==1.8.1/onnxruntime==1.8.0 do not install on current Python)."
+    ) from err
+
+from .attention import attention_names, build_attention
+
+__version__ = "0.1.0"
+__all__ = ["attention_names", "build_attention", "__version__"]

@@ -1,0 +1,21 @@
+"""Zero-initialised residual gate that makes any attention an identity at initialisation."""
+
+import torch
+from torch import nn
+
+
+class ResidualGate(nn.Module):
+    """``x + gate * (attn(x) - x)`` with a scalar ``gate`` starting at 0.
+
+    At initialisation the output is exactly ``x``, so a pretrained YOLOX neck keeps its
+    detections; ``gate = 1`` gives the wrapped (paper-exact) attention.
+    """
+
+    def __init__(self, attn: nn.Module):
+        super().__init__()
+        self.attn = attn
+        self.gate = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Cast so that autocast and .half() keep the feature dtype.
+        return x + self.gate.to(x.dtype) * (self.attn(x) - x)

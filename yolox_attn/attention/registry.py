@@ -1,0 +1,70 @@
+"""Name -> builder registry for the attention modules, in the manner of timm's layer factories."""
+
+import inspect
+from typing import Callable, Dict, Tuple
+
+from torch import nn
+
+_BUILDERS: Dict[str, Callable[..., nn.Module]] = {}
+_ALIASES: Dict[str, str] = {}
+
+
+def register_attention(name: str, aliases: Tuple[str, ...] = ()):
+    """Decorator: register ``builder(channels, **kwargs) -> nn.Module`` under ``name``."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        for key in (name, *aliases):
+            if key in _BUILDERS or key in _ALIASES:
+                raise ValueError(f"attention name {key!r} is registered twice")
+        _BUILDERS[name] = builder
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return builder
+
+    return decorate
+
+
+def attention_names(include_aliases: bool = True) -> Tuple[str, ...]:
+    """The names ``build_attention`` accepts, sorted."""
+    names = set(_BUILDERS)
+    if include_aliases:
+        names |= set(_ALIASES)
+    return tuple(sorted(names))
+
+
+def canonical_name(name: str) -> str:
+    """Resolve an alias (``"cam"`` -> ``"ca"``); raise ValueError for an unknown name."""
+    if not isinstance(name, str):
+        raise ValueError(f"attention name must be a string, got {name!r}; allowed: {attention_names()}")
+    key = name.lower()
+    key = _ALIASES.get(key, key)
+    if key not in _BUILDERS:
+        raise ValueError(f"unknown attention {name!r}; allowed: {attention_names()}")
+    return key
+
+
+def attention_kwargs(name: str) -> Tuple[str, ...]:
+    """Keyword arguments the builder of ``name`` takes besides ``channels``."""
+    params = inspect.signature(_BUILDERS[canonical_name(name)]).parameters
+    return tuple(p for p in params if p != "channels")
+
+
+def build_attention(name: str, channels: int, **kwargs) -> nn.Module:
+    """Build the attention ``name`` for a ``channels``-channel map; output shape equals input shape.
+
+    Raises ValueError for an unknown name, a keyword the attention does not take, or a channel
+    count it cannot use.
+    """
+    key = canonical_name(name)
+    allowed = attention_kwargs(key)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"attention {key!r} got unknown arguments {unknown}; allowed: {list(allowed)}")
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be a positive int, got {channels!r}")
+    return _BUILDERS[key](channels, **kwargs)
+
+
+@register_attention("none")
+def no_attention(channels: int) -> nn.Module:
+    return nn.Identity()
