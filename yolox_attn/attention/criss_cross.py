@@ -1,0 +1,89 @@
+"""Criss-Cross Attention (Huang et al., "CCNet: Criss-Cross Attention for Semantic
+Segmentation", ICCV 2019), exact and without the per-batch (H, H) -inf matrices of the
+common code; parameter names follow the official CCNet code."""
+
+import torch
+from torch import nn
+
+from .registry import register_attention
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    # float32 at least: half energies (C/8 products summed) overflow into inf and NaN softmax.
+    return torch.promote_types(dtype, torch.float32)
+
+
+def criss_cross_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Joint softmax over each pixel's criss-cross set, centre counted once.
+
+    ``q``, ``k``: (B, C', H, W). Returns (B, H, W, H + W) in float32 (or float64): the first H
+    entries weight the pixel's column, the last W its row.
+    """
+    height = q.shape[2]
+    dtype = _compute_dtype(q.dtype)
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        q = q.to(dtype)
+        k = k.to(dtype)
+        energy_h = torch.einsum("bchw,bcgw->bhwg", q, k)  # column: (B, H, W, H)
+        energy_w = torch.einsum("bchw,bchv->bhwv", q, k)  # row: (B, H, W, W)
+        # The centre is in both sets: drop it from the column with one shared (H, 1, H) mask.
+        idx = torch.arange(height, device=q.device)
+        centre = (idx[:, None] == idx[None, :]).unsqueeze(1)
+        energy_h = energy_h.masked_fill(centre, float("-inf"))
+        # The row always keeps the centre, so no softmax row is fully masked (H = 1 is fine).
+        return torch.softmax(torch.cat([energy_h, energy_w], dim=3), dim=3)
+
+
+def criss_cross_aggregate(att: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``out_u = sum_s A_s v_s`` over the criss-cross set; ``att`` from ``criss_cross_weights``."""
+    height = v.shape[2]
+    att = att.to(v.dtype)
+    with torch.autocast(device_type=v.device.type, enabled=False):
+        out_h = torch.einsum("bhwg,bcgw->bchw", att[..., :height], v)
+        out_w = torch.einsum("bhwv,bchv->bchw", att[..., height:], v)
+    return out_h + out_w
+
+
+class CrissCrossAttention(nn.Module):
+    """Recurrent Criss-Cross Attention (Huang et al., CCNet, ICCV 2019).
+
+    One pass computes ``gamma * sum_s A_s v_s + x`` over each pixel's row and column (H + W - 1
+    positions, one joint softmax); ``recurrence`` applies the same module R times (RCCA, R = 2
+    lets every pixel reach every other). ``gamma`` starts at 0, so the module is identity at
+    init.
+    """
+
+    identity_at_init = True
+
+    def __init__(self, in_dim: int, recurrence: int = 2):
+        super().__init__()
+        if isinstance(in_dim, bool) or not isinstance(in_dim, int) or in_dim < 8:
+            raise ValueError(f"CrissCrossAttention needs at least 8 channels (C/8 query channels), got {in_dim!r}")
+        if isinstance(recurrence, bool) or not isinstance(recurrence, int) or recurrence < 1:
+            raise ValueError(f"CrissCrossAttention recurrence must be an int >= 1, got {recurrence!r}")
+        self.recurrence = recurrence
+        self.query_conv = nn.Conv2d(in_dim, in_dim // 8, kernel_size=1)
+        self.key_conv = nn.Conv2d(in_dim, in_dim // 8, kernel_size=1)
+        self.value_conv = nn.Conv2d(in_dim, in_dim, kernel_size=1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def extra_repr(self) -> str:
+        return f"recurrence={self.recurrence}"
+
+    def forward_once(self, x: torch.Tensor) -> torch.Tensor:
+        """One criss-cross pass (the official module's forward)."""
+        att = criss_cross_weights(self.query_conv(x), self.key_conv(x))
+        out = criss_cross_aggregate(att, self.value_conv(x))
+        # Cast so that .half() / autocast keep the feature dtype of x.
+        return x + self.gamma.to(x.dtype) * out.to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.recurrence):
+            x = self.forward_once(x)
+        return x
+
+
+@register_attention("cca")
+def criss_cross_attention(channels: int, recurrence: int = 2) -> nn.Module:
+    """Recurrent Criss-Cross Attention (Huang et al., CCNet, ICCV 2019)."""
+    return CrissCrossAttention(channels, recurrence=recurrence)

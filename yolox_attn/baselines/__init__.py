@@ -1,0 +1,1 @@
+"""The common (blog/official-copy) formulations, kept as benchmark and test baselines only."""
