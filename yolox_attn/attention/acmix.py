@@ -1,0 +1,320 @@
+"""ACmix: self-attention and convolution sharing one set of 1x1 projections.
+
+Pan et al., "On the Integration of Self-Attention and Convolution", CVPR 2022
+(official code: LeapLabTHU/ACmix). This version keeps the official parameter names and shapes,
+so an official state dict loads with ``strict=True``, and computes the same numbers as the common
+``ReflectionPad2d`` + ``nn.Unfold`` formulation (``yolox_attn.baselines.acmix_unfold``) without
+materialising its k_att^2 shifted copies of q, k, v: the window attention loops over the k_att^2
+offsets on slices of one padded map, and a custom autograd function recomputes the per-offset
+products in backward instead of storing them.
+"""
+
+from typing import List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import register_attention
+
+__all__ = ["ACmix", "acmix", "local_window_attention", "reflect_pad2d"]
+
+Size = Union[int, torch.Tensor]  # a tensor while tracing, so exported graphs keep dynamic H, W
+
+# Elements of one (chunk, head_dim, H, W) slab processed per step on CPU: small enough that q, the
+# padded key/value slabs and the scratch buffer stay in a core's L2 cache across all offsets.
+_CPU_CHUNK_ELEMENTS = 1 << 18
+
+
+def _exporting() -> bool:
+    """True while tracing, exporting to ONNX or compiling: take the plain-op path there."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+
+
+def _reflect_index(n: Size, pad: int, device: torch.device) -> torch.Tensor:
+    """Source index of every position of a ``pad``-padded axis of length ``n`` (generalised reflection).
+
+    The mirror keeps reflecting, i.e. the index map has period 2(n-1) (n = 1 maps everything to 0),
+    which equals ``ReflectionPad`` whenever n > pad and stays defined for any n >= 1.
+    """
+    idx = torch.arange(-pad, n + pad, device=device)
+    if isinstance(n, torch.Tensor):  # traced size: keep the period in the graph
+        period = (2 * (n - 1)).clamp(min=1)
+    else:
+        period = max(2 * (n - 1), 1)
+    idx = torch.remainder(idx, period)
+    return torch.where(idx >= n, period - idx, idx)
+
+
+def reflect_pad2d(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Reflection-pad the last two dims by ``pad`` for any H, W >= 1 (see ``_reflect_index``).
+
+    Uses ``F.pad(mode="reflect")`` when it applies (H, W > pad, eager) and index gathering
+    otherwise; both give identical values where both are defined.
+    """
+    if pad == 0:
+        return x
+    h, w = x.shape[-2], x.shape[-1]
+    if not _exporting() and h > pad and w > pad:
+        return F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    x = x.index_select(-2, _reflect_index(h, pad, x.device))
+    return x.index_select(-1, _reflect_index(w, pad, x.device))
+
+
+def _window(t: torch.Tensor, dy: int, dx: int, span: int) -> torch.Tensor:
+    """The (H, W) window of a padded map at offset (dy, dx); ``span`` = padded minus plain size.
+
+    Negative end indices keep the slice independent of H and W, so tracing stays dynamic.
+    """
+    return t[..., dy:(dy - span) or None, dx:(dx - span) or None]
+
+
+def _offsets(kernel: int) -> List[Tuple[int, int]]:
+    """Window offsets in ``nn.Unfold`` order (row-major over the kernel)."""
+    return [(i // kernel, i % kernel) for i in range(kernel * kernel)]
+
+
+class _LocalWindowAttention(torch.autograd.Function):
+    """Softmax attention of every pixel over its k x k window, streamed over the k^2 offsets.
+
+    Forward stores only the softmax weights (k^2 per pixel and head, float32 or wider) besides its inputs;
+    backward recomputes the per-offset products. Work is chunked over batch*head so that each
+    chunk's maps stay cache resident on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, kernel: int) -> torch.Tensor:
+        n, d, h, w = q.shape
+        span = kernel - 1
+        offsets = _offsets(kernel)
+        chunk = _chunk_size(q)
+        acc = _softmax_dtype(q.dtype)
+        attn = torch.empty(len(offsets), n, h, w, device=q.device, dtype=acc)
+        out = torch.zeros_like(q)
+        buf = torch.empty(min(chunk, n), d, h, w, device=q.device, dtype=q.dtype)
+        for n0 in range(0, n, chunk):
+            n1 = min(n0 + chunk, n)
+            qc, kc, vc, scratch = q[n0:n1], kp[n0:n1], vp[n0:n1], buf[: n1 - n0]
+            logits = torch.empty(len(offsets), n1 - n0, h, w, device=q.device, dtype=acc)
+            for o, (dy, dx) in enumerate(offsets):
+                torch.mul(qc, _window(kc, dy, dx, span), out=scratch)
+                # float32 accumulation: half logits can overflow before the softmax
+                torch.sum(scratch, 1, dtype=acc, out=logits[o])
+            weights = torch.softmax(logits, dim=0)
+            attn[:, n0:n1] = weights
+            weights = weights.to(q.dtype)
+            oc = out[n0:n1]
+            for o, (dy, dx) in enumerate(offsets):
+                oc.addcmul_(weights[o].unsqueeze(1), _window(vc, dy, dx, span))
+        ctx.save_for_backward(q, kp, vp, attn)
+        ctx.kernel = kernel
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        q, kp, vp, attn = ctx.saved_tensors
+        kernel = ctx.kernel
+        need_q, need_k, need_v = ctx.needs_input_grad[:3]
+        n, d, h, w = q.shape
+        span = kernel - 1
+        offsets = _offsets(kernel)
+        chunk = _chunk_size(q)
+        grad_out = grad_out.to(q.dtype).contiguous()
+        grad_q = torch.zeros_like(q) if need_q else None
+        grad_k = torch.zeros_like(kp) if need_k else None
+        grad_v = torch.zeros_like(vp) if need_v else None
+        buf = torch.empty(min(chunk, n), d, h, w, device=q.device, dtype=q.dtype)
+        for n0 in range(0, n, chunk):
+            n1 = min(n0 + chunk, n)
+            qc, kc, vc, gc, scratch = q[n0:n1], kp[n0:n1], vp[n0:n1], grad_out[n0:n1], buf[: n1 - n0]
+            a = attn[:, n0:n1]
+            a_low = a.to(q.dtype)
+            grad_a = torch.empty_like(a)
+            for o, (dy, dx) in enumerate(offsets):
+                torch.mul(gc, _window(vc, dy, dx, span), out=scratch)
+                torch.sum(scratch, 1, dtype=attn.dtype, out=grad_a[o])
+                if need_v:
+                    _window(grad_v[n0:n1], dy, dx, span).addcmul_(a_low[o].unsqueeze(1), gc)
+            if not (need_q or need_k):
+                continue
+            # softmax backward: dL = A * (dA - sum_o A dA)
+            grad_logits = (a * (grad_a - (a * grad_a).sum(0, keepdim=True))).to(q.dtype)
+            for o, (dy, dx) in enumerate(offsets):
+                g = grad_logits[o].unsqueeze(1)
+                if need_q:
+                    grad_q[n0:n1].addcmul_(g, _window(kc, dy, dx, span))
+                if need_k:
+                    _window(grad_k[n0:n1], dy, dx, span).addcmul_(g, qc)
+        return grad_q, grad_k, grad_v, None
+
+
+def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half and bfloat16 (their logits can overflow), the input dtype otherwise."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _chunk_size(q: torch.Tensor) -> int:
+    """Batch*head rows per step: all at once on accelerators, cache-sized slabs on CPU."""
+    n, d, h, w = q.shape
+    if q.device.type != "cpu":
+        return max(n, 1)
+    return max(1, min(n, _CPU_CHUNK_ELEMENTS // max(d * h * w, 1)))
+
+
+def _local_window_attention_plain(q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor,
+                                  kernel: int) -> torch.Tensor:
+    """Same numbers as ``_LocalWindowAttention`` from plain differentiable ops (tracing, export)."""
+    span = kernel - 1
+    offsets = _offsets(kernel)
+    logits = torch.stack([(q * _window(kp, dy, dx, span)).sum(1) for dy, dx in offsets], 1)
+    weights = torch.softmax(logits.to(_softmax_dtype(q.dtype)), dim=1).to(q.dtype)
+    out = weights[:, 0:1] * _window(vp, 0, 0, span)
+    for o, (dy, dx) in enumerate(offsets[1:], start=1):
+        out = out + weights[:, o:o + 1] * _window(vp, dy, dx, span)
+    return out
+
+
+def local_window_attention(q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, kernel: int,
+                           plain: Optional[bool] = None) -> torch.Tensor:
+    """``out_u = sum_o softmax_o(q_u . kp_{u+o}) vp_{u+o}`` over the ``kernel`` x ``kernel`` window.
+
+    q: (N, d, H, W); kp, vp: (N', d, H + kernel - 1, W + kernel - 1) with N' in {1, N}, already
+    padded. ``plain`` forces (True) or forbids (False) the plain-op path; by default it is used
+    only while tracing/exporting/compiling.
+    """
+    if plain is None:
+        plain = _exporting()
+    if plain:
+        return _local_window_attention_plain(q, kp, vp, kernel)
+    n = q.shape[0]
+    kp = kp.to(q.dtype).expand(n, -1, -1, -1).contiguous()
+    vp = vp.to(q.dtype).expand(n, -1, -1, -1).contiguous()
+    return _LocalWindowAttention.apply(q.contiguous(), kp, vp, kernel)
+
+
+def _position(h: Size, w: Size, like: torch.Tensor) -> torch.Tensor:
+    """(1, 2, h, w): channel 0 is x = linspace(-1, 1, w), channel 1 is y = linspace(-1, 1, h)."""
+    if isinstance(h, torch.Tensor) or isinstance(w, torch.Tensor):
+        # traced sizes: an arange form that exports with dynamic axes (linspace(-1, 1, 1) = -1)
+        loc_w = torch.arange(w, device=like.device).to(like.dtype) * (2.0 / (w - 1).clamp(min=1)).to(like.dtype) - 1
+        loc_h = torch.arange(h, device=like.device).to(like.dtype) * (2.0 / (h - 1).clamp(min=1)).to(like.dtype) - 1
+    else:
+        loc_w = torch.linspace(-1.0, 1.0, w, device=like.device, dtype=like.dtype)
+        loc_h = torch.linspace(-1.0, 1.0, h, device=like.device, dtype=like.dtype)
+    grid_x = loc_w.view(1, -1).expand(loc_h.shape[0], -1)
+    grid_y = loc_h.view(-1, 1).expand(-1, loc_w.shape[0])
+    return torch.stack([grid_x, grid_y], 0).unsqueeze(0)
+
+
+def _check_int(name: str, value: int, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+class ACmix(nn.Module):
+    """ACmix block of Pan et al., "On the Integration of Self-Attention and Convolution", CVPR 2022.
+
+    ``out = rate1 * attention(x) + rate2 * convolution(x)`` where both paths reuse the 1x1
+    projections ``q, k, v = conv1(x), conv2(x), conv3(x)``:
+
+    * attention: per head, ``softmax_o(q_u . (k_{u+o} + pe_u - pe_{u+o}) / sqrt(head_dim))``
+      over a ``kernel_att`` x ``kernel_att`` window taken from reflection-padded maps, applied to v;
+      ``pe = conv_p(xy grid in [-1, 1])``. ``q_u . pe_u`` is constant over the window and cancels
+      in the softmax, so the logits are ``q_u . pad(k - pe)_{u+o}``.
+    * convolution: ``fc`` (3*head -> kernel_conv^2, no bias) mixes q, k, v per head, then the
+      grouped ``dep_conv`` (one-hot shift kernels at init, no bias, as upstream) aggregates.
+
+    Parameter names and shapes are the official ones (``conv1..3, conv_p, fc, dep_conv, rate1,
+    rate2``). Stride and dilation are fixed at 1; ``kernel_att`` and ``kernel_conv`` must be odd
+    (``dep_conv`` pads by ``kernel_conv // 2``, which is upstream's 1 for the default 3).
+
+    Small maps: the official ``ReflectionPad2d`` needs H, W > pad = kernel_att // 2. Here padding
+    is a generalised reflection that keeps mirroring (index period 2(n-1), a length-1 axis repeats
+    its only value), identical to ``ReflectionPad2d`` whenever H, W > pad and defined for any
+    H, W >= 1, so e.g. the stride-32 map of a small input still works.
+
+    Not an identity at initialisation (``identity_at_init = False``): wrap it in a residual gate
+    to fine-tune a pretrained neck.
+    """
+
+    identity_at_init = False
+
+    def __init__(self, in_planes: int, out_planes: int, kernel_att: int = 7, head: int = 4,
+                 kernel_conv: int = 3, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        _check_int("in_planes", in_planes)
+        _check_int("out_planes", out_planes)
+        _check_int("head", head)
+        _check_int("kernel_att", kernel_att)
+        _check_int("kernel_conv", kernel_conv)
+        if out_planes % head:
+            raise ValueError(f"out_planes={out_planes} (the channel count) must be divisible by head={head}")
+        if kernel_att % 2 == 0:
+            raise ValueError(f"kernel_att must be odd, got {kernel_att}")
+        if kernel_conv % 2 == 0:
+            raise ValueError(f"kernel_conv must be odd, got {kernel_conv}")
+        if stride != 1:
+            raise ValueError(f"stride must be 1 (the neck keeps the map size), got {stride!r}")
+        if dilation != 1:
+            raise ValueError(f"dilation must be 1 (upstream's unfold ignores it), got {dilation!r}")
+        self.in_planes, self.out_planes = in_planes, out_planes
+        self.head, self.kernel_att, self.kernel_conv = head, kernel_att, kernel_conv
+        self.stride, self.dilation = stride, dilation
+        self.head_dim = out_planes // head
+        self.padding_att = (dilation * (kernel_att - 1) + 1) // 2
+
+        self.rate1 = nn.Parameter(torch.empty(1))
+        self.rate2 = nn.Parameter(torch.empty(1))
+        self.conv1 = nn.Conv2d(in_planes, out_planes, kernel_size=1)
+        self.conv2 = nn.Conv2d(in_planes, out_planes, kernel_size=1)
+        self.conv3 = nn.Conv2d(in_planes, out_planes, kernel_size=1)
+        self.conv_p = nn.Conv2d(2, self.head_dim, kernel_size=1)
+        kk = kernel_conv * kernel_conv
+        self.fc = nn.Conv2d(3 * head, kk, kernel_size=1, bias=False)
+        self.dep_conv = nn.Conv2d(kk * self.head_dim, out_planes, kernel_size=kernel_conv, bias=False,
+                                  groups=self.head_dim, padding=kernel_conv // 2, stride=stride)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Upstream init: rate1 = rate2 = 0.5, dep_conv = the kernel_conv^2 one-hot shift kernels."""
+        with torch.no_grad():
+            self.rate1.fill_(0.5)
+            self.rate2.fill_(0.5)
+            kc = self.kernel_conv
+            shifts = torch.zeros(kc * kc, kc, kc)
+            for i in range(kc * kc):
+                shifts[i, i // kc, i % kc] = 1.0
+            self.dep_conv.weight.copy_(shifts.unsqueeze(0).expand(self.out_planes, -1, -1, -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
+        b, c, h, w = q.shape
+        n = b * self.head
+        hd = self.head_dim
+
+        # attention path; a Python-float scale keeps half tensors half
+        pe = self.conv_p(_position(h, w, q))
+        q_att = q.reshape(n, hd, h, w) * (float(hd) ** -0.5)
+        # pad(k) - pad(pe) = pad(k - pe): one padded map instead of k and pe separately
+        k_pad = reflect_pad2d(k.reshape(n, hd, h, w) - pe.to(k.dtype), self.padding_att)
+        v_pad = reflect_pad2d(v.reshape(n, hd, h, w), self.padding_att)
+        out_att = local_window_attention(q_att, k_pad, v_pad, self.kernel_att).reshape(b, c, h, w)
+
+        # convolution path
+        f_all = self.fc(torch.cat([q.reshape(b, self.head, hd, h * w),
+                                   k.reshape(b, self.head, hd, h * w),
+                                   v.reshape(b, self.head, hd, h * w)], 1))
+        f_conv = f_all.permute(0, 2, 1, 3).reshape(b, -1, h, w)
+        out_conv = self.dep_conv(f_conv)
+        return self.rate1 * out_att + self.rate2 * out_conv
+
+    def extra_repr(self) -> str:
+        return (f"in_planes={self.in_planes}, out_planes={self.out_planes}, kernel_att={self.kernel_att}, "
+                f"head={self.head}, kernel_conv={self.kernel_conv}")
+
+
+@register_attention("acmix")
+def acmix(channels: int, kernel_att: int = 7, head: int = 4, kernel_conv: int = 3) -> ACmix:
+    """ACmix (Pan et al., CVPR 2022) on a ``channels``-channel map, stride 1."""
+    return ACmix(channels, channels, kernel_att=kernel_att, head=head, kernel_conv=kernel_conv)
