@@ -1,0 +1,53 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPS_DIR = ROOT / "exps"
+
+# Two cores: keep intra-op threads bounded so parallel processes (DDP tests) don't thrash.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def load_exp(path):
+    """Load an exp file exactly as YOLOX's tools do."""
+    from yolox.exp import get_exp
+
+    return get_exp(str(path), None)
+
+
+@pytest.fixture
+def exp_loader():
+    return load_exp
+
+
+def small_exp(attention="ca", **attrs):
+    """A YOLOX-nano-sized AttentionExp for fast model tests."""
+    from yolox_attn.exp import AttentionExp
+
+    exp = AttentionExp()
+    exp.depth, exp.width = 0.33, 0.25
+    exp.attention = attention
+    for key, value in attrs.items():
+        setattr(exp, key, value)
+    return exp
+
+
+def random_targets(batch: int, height: int, width: int, num_classes: int = 80, n: int = 3, seed: int = 0):
+    """YOLOX training targets: (batch, 50, 5) rows of (class, cx, cy, w, h), zero-padded."""
+    g = torch.Generator().manual_seed(seed)
+    targets = torch.zeros(batch, 50, 5)
+    for b in range(batch):
+        for i in range(n):
+            w = float(torch.randint(8, width // 2, (1,), generator=g))
+            h = float(torch.randint(8, height // 2, (1,), generator=g))
+            cx = float(torch.randint(int(w // 2) + 1, int(width - w // 2), (1,), generator=g))
+            cy = float(torch.randint(int(h // 2) + 1, int(height - h // 2), (1,), generator=g))
+            targets[b, i] = torch.tensor([i % num_classes, cx, cy, w, h])
+    return targets
+
+
+sys.path.insert(0, str(Path(__file__).parent))

@@ -1,0 +1,80 @@
+"""Loading YOLOX checkpoints with current torch, and fine-tuning from official weights."""
+
+import os
+from typing import Any, Dict, List, Mapping, Tuple, Union
+
+import numpy as np
+import torch
+from loguru import logger
+from torch import nn
+
+# YOLOX checkpoints hold numpy scalars (``best_ap``); allow exactly those with weights_only.
+_NUMPY_SCALAR_GLOBALS = [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32))]
+try:
+    _NUMPY_SCALAR_GLOBALS.append(np._core.multiarray.scalar)
+except AttributeError:  # numpy < 2
+    _NUMPY_SCALAR_GLOBALS.append(np.core.multiarray.scalar)
+
+# The head's class-prediction layers: their shape follows num_classes, as on any custom dataset.
+CLASS_LAYER_PREFIX = "head.cls_preds."
+ATTENTION_KEY = ".attention."
+
+
+def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") -> Dict[str, Any]:
+    """``torch.load`` a YOLOX checkpoint with ``weights_only=True`` and numpy scalars allowed."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"checkpoint {str(path)!r} holds a {type(ckpt).__name__}, not a dict")
+    return ckpt
+
+
+def model_state(ckpt: Mapping[str, Any], path: str = "checkpoint") -> Mapping[str, torch.Tensor]:
+    """The model state dict of a YOLOX checkpoint (``{"model": state_dict, ...}``)."""
+    if "model" not in ckpt:
+        raise ValueError(f"{path} has no 'model' entry (keys: {sorted(ckpt)[:10]}); not a YOLOX checkpoint")
+    return ckpt["model"]
+
+
+def _strip_ddp(key: str) -> str:
+    return key[len("module."):] if key.startswith("module.") else key
+
+
+def load_pretrained(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Tuple[List[str], List[str]]:
+    """Load YOLOX weights for fine-tuning; return (new attention keys, skipped class-layer keys).
+
+    Attention keys absent from ``state`` keep their initialisation; attention keys of another
+    attention type in ``state`` are dropped; head class layers whose shape differs (another
+    class count) are skipped. Every other missing, unexpected or mis-shaped key raises
+    ValueError naming the layers, so a model is never fine-tuned from half-loaded weights.
+    """
+    state = {_strip_ddp(k): v for k, v in state.items()}
+    own = model.state_dict()
+    new_attention = [k for k in own if k not in state and ATTENTION_KEY in k]
+    dropped_attention = [k for k in state if k not in own and ATTENTION_KEY in k]
+    missing = [k for k in own if k not in state and ATTENTION_KEY not in k]
+    unexpected = [k for k in state if k not in own and ATTENTION_KEY not in k]
+    mis_shaped = [k for k in own if k in state and own[k].shape != state[k].shape]
+    skipped = [k for k in mis_shaped if k.startswith(CLASS_LAYER_PREFIX)]
+    wrong = [k for k in mis_shaped if not k.startswith(CLASS_LAYER_PREFIX)]
+    if missing or unexpected or wrong:
+        shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong]
+        problems = []
+        if wrong:
+            problems.append(f"{len(wrong)} layer(s) of another shape (another YOLOX size?): " + "; ".join(shapes[:8]))
+        if missing:
+            problems.append(f"{len(missing)} model key(s) missing from the checkpoint: {missing[:8]}")
+        if unexpected:
+            problems.append(f"{len(unexpected)} checkpoint key(s) the model lacks: {unexpected[:8]}")
+        raise ValueError("checkpoint does not fit this model: " + " | ".join(problems))
+    load = {k: v for k, v in state.items() if k in own and k not in skipped}
+    model.load_state_dict(load, strict=False)
+    if new_attention:
+        logger.info(f"{len(new_attention)} attention key(s) not in the checkpoint, kept at init: {new_attention}")
+    if dropped_attention:
+        logger.warning(f"dropped {len(dropped_attention)} attention key(s) of another attention: {dropped_attention}")
+    if skipped:
+        logger.warning(f"skipped class layers of another class count (normal for a custom dataset): {skipped}")
+    return new_attention, skipped

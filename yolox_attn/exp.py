@@ -1,0 +1,206 @@
+"""``AttentionExp``: YOLOX's Exp with an attention neck, a complete optimizer and CPU support."""
+
+import ast
+import os
+import random
+from typing import Dict, List, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from yolox.exp import Exp
+
+from .attention import attention_kwargs, canonical_name
+from .neck import LEVELS, AttentionPAFPN, check_levels
+
+
+def default_data_dir(dataset: str = "COCO") -> str:
+    """``$YOLOX_DATADIR/<dataset>`` if the variable is set, else ``datasets/<dataset>`` here."""
+    root = os.environ.get("YOLOX_DATADIR")
+    return os.path.join(root, dataset) if root else os.path.join("datasets", dataset)
+
+
+def _parse_levels(value: str) -> Tuple[str, ...]:
+    # "dark3,dark5", "('dark3', 'dark5')" or "[]" from the command line.
+    text = value.strip()
+    if text[:1] in "([":
+        return tuple(ast.literal_eval(text))
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _parse_kwargs(value: str) -> Dict:
+    # "{'head': 8}" or "head=8,kernel_att=5" from the command line.
+    text = value.strip()
+    if text.startswith("{"):
+        return dict(ast.literal_eval(text))
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    bad = [p[0] for p in pairs if len(p) != 2]
+    if bad:
+        raise ValueError(f"attention_kwargs entries must be key=value, got {bad}")
+    return {k.strip(): ast.literal_eval(v.strip()) for k, v in pairs}
+
+
+class AttentionExp(Exp):
+    """YOLOX Exp whose neck applies ``attention`` to ``attention_levels`` of the backbone.
+
+    Attributes on top of YOLOX's:
+        attention: "ca" (alias "cam"), "cca", "acmix", "nonlocal" or "none".
+        attention_kwargs: keyword arguments of that attention (e.g. ``{"recurrence": 2}``).
+        attention_levels: any subset of ("dark3", "dark4", "dark5").
+        attention_identity_init: True (default) makes the model exactly the baseline YOLOX at
+            initialisation (zero-gated residual around CA/ACmix; CCA and non-local already are);
+            False uses the paper-exact modules.
+        depthwise: depthwise convolutions in neck and head, as YOLOX-nano has.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.attention = "ca"
+        self.attention_kwargs = {}
+        self.attention_levels = LEVELS
+        self.attention_identity_init = True
+        self.depthwise = False
+        self.data_dir = default_data_dir()
+
+    # ------------------------------------------------------------------ model
+    def check_attention(self) -> None:
+        """Validate the attention attributes; raise ValueError naming any bad value."""
+        name = canonical_name(self.attention)
+        if not isinstance(self.attention_kwargs, dict):
+            raise ValueError(f"attention_kwargs must be a dict, got {self.attention_kwargs!r}")
+        unknown = sorted(set(self.attention_kwargs) - set(attention_kwargs(name)))
+        if unknown:
+            raise ValueError(
+                f"attention {name!r} got unknown attention_kwargs {unknown}; allowed: {list(attention_kwargs(name))}"
+            )
+        check_levels(self.attention_levels)
+        if not isinstance(self.attention_identity_init, bool):
+            raise ValueError(f"attention_identity_init must be True or False, got {self.attention_identity_init!r}")
+
+    def get_model(self):
+        from yolox.models import YOLOX, YOLOXHead
+
+        self.check_attention()
+        if getattr(self, "model", None) is None:
+            in_channels = [256, 512, 1024]
+            neck = AttentionPAFPN(
+                self.depth,
+                self.width,
+                in_channels=in_channels,
+                depthwise=self.depthwise,
+                act=self.act,
+                attention=self.attention,
+                attention_kwargs=self.attention_kwargs,
+                attention_levels=self.attention_levels,
+                identity_init=self.attention_identity_init,
+            )
+            head = YOLOXHead(
+                self.num_classes, self.width, in_channels=in_channels, act=self.act, depthwise=self.depthwise
+            )
+            self.model = YOLOX(neck, head)
+
+        for m in self.model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps = 1e-3
+                m.momentum = 0.03
+        self.model.head.initialize_biases(1e-2)
+        self.model.train()
+        return self.model
+
+    # -------------------------------------------------------------- optimizer
+    def optimizer_groups(self) -> Tuple[List[nn.Parameter], List[nn.Parameter], List[nn.Parameter]]:
+        """YOLOX's three groups, holding every trainable parameter exactly once.
+
+        (no decay: norm weights, gates, scales; decay: conv/linear weights; biases). YOLOX
+        only looks at modules' ``.weight``/``.bias``, which leaves bare parameters such as
+        CCA's ``gamma`` or ACmix's ``rate1`` out of every group: they would never train.
+        """
+        no_decay, decay, biases = [], [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if name.endswith(".bias"):
+                biases.append(p)
+            elif p.ndim <= 1:
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        return no_decay, decay, biases
+
+    def get_optimizer(self, batch_size):
+        if "optimizer" not in self.__dict__:
+            lr = self.warmup_lr if self.warmup_epochs > 0 else self.basic_lr_per_img * batch_size
+            no_decay, decay, biases = self.optimizer_groups()
+            optimizer = torch.optim.SGD(no_decay, lr=lr, momentum=self.momentum, nesterov=True)
+            optimizer.add_param_group({"params": decay, "weight_decay": self.weight_decay})
+            optimizer.add_param_group({"params": biases})
+            self.optimizer = optimizer
+        return self.optimizer
+
+    # ------------------------------------------------------ device awareness
+    def random_resize(self, data_loader, epoch, rank, is_distributed):
+        # YOLOX puts this tensor on CUDA unconditionally; gloo and the CPU need it on the CPU.
+        on_cuda = torch.cuda.is_available() and not (is_distributed and dist.get_backend() == "gloo")
+        size = torch.zeros(2, dtype=torch.long, device="cuda" if on_cuda else "cpu")
+        if rank == 0:
+            if not hasattr(self, "random_size"):
+                base = int(self.input_size[0] / 32)
+                self.random_size = (base - self.multiscale_range, base + self.multiscale_range)
+            factor = random.randint(*self.random_size)
+            size[0] = 32 * factor
+            size[1] = 32 * int(factor * self.input_size[1] / self.input_size[0])
+        if is_distributed:
+            dist.barrier()
+            dist.broadcast(size, 0)
+        return int(size[0].item()), int(size[1].item())
+
+    def get_data_loader(self, batch_size, is_distributed, no_aug=False, cache_img=False):
+        loader = super().get_data_loader(batch_size, is_distributed, no_aug, cache_img)
+        if not torch.cuda.is_available():
+            loader.pin_memory = False  # pinning needs CUDA; YOLOX always asks for it
+        return loader
+
+    def get_eval_loader(self, batch_size, is_distributed, testdev=False, legacy=False):
+        loader = super().get_eval_loader(batch_size, is_distributed, testdev, legacy)
+        if not torch.cuda.is_available():
+            loader.pin_memory = False
+        return loader
+
+    def get_evaluator(self, batch_size, is_distributed, testdev=False, legacy=False):
+        if torch.cuda.is_available():
+            return super().get_evaluator(batch_size, is_distributed, testdev, legacy)
+        from .evaluator import DeviceCOCOEvaluator
+
+        return DeviceCOCOEvaluator(
+            dataloader=self.get_eval_loader(batch_size, is_distributed, testdev, legacy),
+            img_size=self.test_size,
+            confthre=self.test_conf,
+            nmsthre=self.nmsthre,
+            num_classes=self.num_classes,
+            testdev=testdev,
+        )
+
+    def get_trainer(self, args):
+        from .trainer import AttentionTrainer, CPUTrainer
+
+        return AttentionTrainer(self, args) if torch.cuda.is_available() else CPUTrainer(self, args)
+
+    # ------------------------------------------------------------ overrides
+    def merge(self, cfg_list):
+        """YOLOX's ``opts`` merge, with parsing for the attention attributes and no silent drops."""
+        if len(cfg_list) % 2:
+            raise ValueError(f"opts must be key value pairs, got {cfg_list!r}")
+        parsers = {"attention_levels": _parse_levels, "attention_kwargs": _parse_kwargs}
+        rest = []
+        for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
+            if key in parsers and isinstance(value, str):
+                setattr(self, key, parsers[key](value))
+            elif key == "attention_identity_init" and isinstance(value, str):
+                if value not in ("True", "False"):
+                    raise ValueError(f"attention_identity_init must be True or False, got {value!r}")
+                self.attention_identity_init = value == "True"
+            elif not hasattr(self, key) and not key.startswith("wandb-"):
+                raise ValueError(f"unknown exp option {key!r}; it is not an attribute of {type(self).__name__}")
+            else:
+                rest += [key, value]
+        super().merge(rest)

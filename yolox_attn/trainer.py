@@ -1,0 +1,143 @@
+"""YOLOX's Trainer made to load checkpoints with current torch, and a version that runs on the CPU."""
+
+import os
+import time
+
+import torch
+from loguru import logger
+from torch.nn.parallel import DistributedDataParallel as DDP
+from yolox.core import Trainer
+from yolox.utils import ModelEMA, get_model_info, occupy_mem
+
+from .checkpoint import load_checkpoint, load_pretrained, model_state
+
+
+class AttentionTrainer(Trainer):
+    """YOLOX's own Trainer with checkpoint loading that works on current torch.
+
+    ``torch.load`` now defaults to ``weights_only=True``, which rejects the numpy ``best_ap``
+    YOLOX stores; fine-tuning checks that the weights fit (see ``load_pretrained``).
+    """
+
+    def resume_train(self, model):
+        if self.args.resume:
+            ckpt_file = self.args.ckpt or os.path.join(self.file_name, "latest_ckpt.pth")
+            logger.info(f"resume training from {ckpt_file}")
+            ckpt = load_checkpoint(ckpt_file, map_location=self.device)
+            model.load_state_dict(model_state(ckpt, ckpt_file))
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.best_ap = float(ckpt.get("best_ap", 0))
+            if self.args.start_epoch is not None:
+                self.start_epoch = self.args.start_epoch - 1
+            else:
+                self.start_epoch = ckpt["start_epoch"]
+            logger.info(f"loaded checkpoint {ckpt_file!r} (epoch {self.start_epoch})")
+        else:
+            if self.args.ckpt is not None:
+                logger.info(f"loading checkpoint {self.args.ckpt!r} for fine tuning")
+                ckpt = load_checkpoint(self.args.ckpt, map_location=self.device)
+                load_pretrained(model, model_state(ckpt, self.args.ckpt))
+            self.start_epoch = 0
+        return model
+
+    def evaluate_and_save_model(self):
+        super().evaluate_and_save_model()
+        # COCOeval returns numpy floats; keep checkpoints loadable with weights_only=True.
+        self.best_ap = float(self.best_ap)
+
+    def save_ckpt(self, ckpt_name, update_best_ckpt=False):
+        self.best_ap = float(self.best_ap)
+        super().save_ckpt(ckpt_name, update_best_ckpt)
+
+
+class _CPUPrefetcher:
+    """Stands in for YOLOX's CUDA-stream DataPrefetcher: same ``next()`` API."""
+
+    def __init__(self, loader):
+        self.loader = iter(loader)
+
+    def next(self):
+        inputs, targets, _, _ = next(self.loader)
+        return inputs, targets
+
+
+class CPUTrainer(AttentionTrainer):
+    """The YOLOX training loop on the CPU: no CUDA device, streams or GradScaler.
+
+    ``--fp16`` becomes bfloat16 autocast, the CPU's mixed precision; inputs stay float32.
+    """
+
+    def __init__(self, exp, args):
+        super().__init__(exp, args)
+        self.device = "cpu"
+        self.data_type = torch.float32
+        self.scaler = None
+        if self.amp_training:
+            logger.info("--fp16 on the CPU: training under bfloat16 autocast")
+
+    def before_train(self):
+        logger.info(f"args: {self.args}")
+        logger.info(f"exp value:\n{self.exp}")
+        model = self.exp.get_model()
+        logger.info(f"Model Summary: {get_model_info(model, self.exp.test_size)}")
+        model.to(self.device)
+        self.optimizer = self.exp.get_optimizer(self.args.batch_size)
+        model = self.resume_train(model)
+
+        self.no_aug = self.start_epoch >= self.max_epoch - self.exp.no_aug_epochs
+        self.train_loader = self.exp.get_data_loader(
+            batch_size=self.args.batch_size,
+            is_distributed=self.is_distributed,
+            no_aug=self.no_aug,
+            cache_img=self.args.cache,
+        )
+        self.prefetcher = _CPUPrefetcher(self.train_loader)
+        self.max_iter = len(self.train_loader)
+        self.lr_scheduler = self.exp.get_lr_scheduler(
+            self.exp.basic_lr_per_img * self.args.batch_size, self.max_iter
+        )
+        if self.args.occupy:
+            occupy_mem(self.local_rank)
+        if self.is_distributed:
+            model = DDP(model, broadcast_buffers=False)
+        if self.use_model_ema:
+            self.ema_model = ModelEMA(model, 0.9998)
+            self.ema_model.updates = self.max_iter * self.start_epoch
+        self.model = model
+        self.evaluator = self.exp.get_evaluator(batch_size=self.args.batch_size, is_distributed=self.is_distributed)
+        if self.rank == 0:
+            if self.args.logger != "tensorboard":
+                raise ValueError(f"logger {self.args.logger!r} is not supported on the CPU; allowed: 'tensorboard'")
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tblogger = SummaryWriter(os.path.join(self.file_name, "tensorboard"))
+        logger.info("Training start...")
+        logger.info(f"\n{model}")
+
+    def train_one_iter(self):
+        iter_start_time = time.time()
+        inps, targets = self.prefetcher.next()
+        inps = inps.to(self.data_type)
+        targets = targets.to(self.data_type)
+        targets.requires_grad = False
+        inps, targets = self.exp.preprocess(inps, targets, self.input_size)
+        data_end_time = time.time()
+
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp_training):
+            outputs = self.model(inps, targets)
+        loss = outputs["total_loss"]
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+        if self.use_model_ema:
+            self.ema_model.update(self.model)
+        lr = self.lr_scheduler.update_lr(self.progress_in_iter + 1)
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = lr
+        self.meter.update(
+            iter_time=time.time() - iter_start_time,
+            data_time=data_end_time - iter_start_time,
+            lr=lr,
+            **outputs,
+        )
