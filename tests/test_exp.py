@@ -165,3 +165,14 @@ def test_merge_parses_attention_options_and_rejects_unknown_keys():
     assert exp.attention_kwargs == {"recurrence": 2} and exp.attention_levels == ()
     with pytest.raises(ValueError, match="atention"):
         exp.merge(["atention", "ca"])
+
+
+def test_merge_parses_tuples_and_bools_that_yolox_would_mangle():
+    exp = small_exp()
+    exp.merge(["input_size", "(320,256)", "test_size", "[96, 128]", "enable_mixup", "False", "ema", "True"])
+    assert exp.input_size == (320, 256) and exp.test_size == (96, 128)
+    assert exp.enable_mixup is False and exp.ema is True
+    with pytest.raises(ValueError, match="'yes'"):
+        exp.merge(["ema", "yes"])
+    with pytest.raises(ValueError, match="input_size must be a tuple"):
+        exp.merge(["input_size", "320"])

@@ -187,20 +187,34 @@ class AttentionExp(Exp):
 
     # ------------------------------------------------------------ overrides
     def merge(self, cfg_list):
-        """YOLOX's ``opts`` merge, with parsing for the attention attributes and no silent drops."""
+        """YOLOX's ``opts`` merge, with the parsing it lacks and no silent drops.
+
+        YOLOX casts a string to the attribute's type, which turns "(320,320)" into a tuple of
+        characters; tuples, lists and dicts are parsed as Python literals here instead.
+        """
         if len(cfg_list) % 2:
             raise ValueError(f"opts must be key value pairs, got {cfg_list!r}")
         parsers = {"attention_levels": _parse_levels, "attention_kwargs": _parse_kwargs}
         rest = []
         for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
-            if key in parsers and isinstance(value, str):
-                setattr(self, key, parsers[key](value))
-            elif key == "attention_identity_init" and isinstance(value, str):
-                if value not in ("True", "False"):
-                    raise ValueError(f"attention_identity_init must be True or False, got {value!r}")
-                self.attention_identity_init = value == "True"
-            elif not hasattr(self, key) and not key.startswith("wandb-"):
+            current = getattr(self, key, None)
+            if not hasattr(self, key) and not key.startswith("wandb-"):
                 raise ValueError(f"unknown exp option {key!r}; it is not an attribute of {type(self).__name__}")
+            if not isinstance(value, str):
+                rest += [key, value]
+            elif key in parsers:
+                setattr(self, key, parsers[key](value))
+            elif isinstance(current, bool):
+                if value not in ("True", "False"):
+                    raise ValueError(f"{key} must be True or False, got {value!r}")
+                setattr(self, key, value == "True")
+            elif isinstance(current, (tuple, list, dict)):
+                parsed = ast.literal_eval(value)
+                if not isinstance(parsed, type(current)) and not (
+                    isinstance(current, (tuple, list)) and isinstance(parsed, (tuple, list))
+                ):
+                    raise ValueError(f"{key} must be a {type(current).__name__}, got {value!r}")
+                setattr(self, key, type(current)(parsed))
             else:
                 rest += [key, value]
         super().merge(rest)

@@ -1,0 +1,58 @@
+"""The main job in miniature: generated data -> YOLOX's train tool -> our eval tool, on the CPU."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT
+
+EXP = ROOT / "exps" / "example" / "yolox_nano_cam_shapes.py"
+
+
+def _run(args, cwd):
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    work = tmp_path_factory.mktemp("e2e")
+    data = work / "shapes"
+    code, log = _run(["yolox_attn.tools.make_shapes", "--out", str(data), "--train", "16", "--val", "8",
+                      "--size", "128", "--seed", "1"], work)
+    assert code == 0, log
+    small = ["data_dir", str(data), "output_dir", str(work / "out"), "input_size", "(128,128)",
+             "test_size", "(128,128)", "random_size", "(3,5)", "data_num_workers", "0"]
+    # 16 images at batch 4: 4 iterations an epoch, 24 in all, with an evaluation at the end.
+    code, log = _run(["yolox.tools.train", "-f", str(EXP), "-d", "1", "-b", "4", *small,
+                      "max_epoch", "6", "no_aug_epochs", "1", "eval_interval", "3", "print_interval", "2"], work)
+    return work, small, code, log
+
+
+def test_yolox_train_tool_trains_on_the_cpu(trained):
+    work, _, code, log = trained
+    out = work / "out" / "yolox_nano_cam_shapes"
+    # YOLOX's train tool catches exceptions and exits 0, so the checkpoints are the evidence.
+    assert code == 0 and "Traceback" not in log, log[-3000:]
+    for name in ("latest_ckpt.pth", "last_epoch_ckpt.pth", "last_mosaic_epoch_ckpt.pth"):
+        assert (out / name).is_file(), name
+    assert "epoch: 6/6" in log and "Average Precision" in log
+
+
+def test_eval_tool_prints_the_coco_table(trained):
+    work, small, _, _ = trained
+    ckpt = work / "out" / "yolox_nano_cam_shapes" / "latest_ckpt.pth"
+    code, log = _run(["yolox_attn.tools.eval", "-f", str(EXP), "-c", str(ckpt), "-b", "4", "-d", "1",
+                      "--conf", "0.001", *small], work)
+    assert code == 0, log[-3000:]
+    assert "evaluating on cpu" in log
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in log
+    assert "per class AP" in log and "circle" in log
+
+
+@pytest.mark.skipif(torch.cuda.device_count() >= 4, reason="this machine has 4 devices")
+def test_eval_tool_rejects_more_devices_than_the_machine_has(trained):
+    work, small, _, _ = trained
+    code, log = _run(["yolox_attn.tools.eval", "-f", str(EXP), "-d", "4", *small], work)
+    assert code != 0 and "-d 4" in log

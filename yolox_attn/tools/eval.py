@@ -1,0 +1,106 @@
+"""COCO evaluation like ``python -m yolox.tools.eval``, on CUDA when there is one, else on the CPU.
+
+    python -m yolox_attn.tools.eval -f exps/yolox_s_cam.py -c best_ckpt.pth -b 8 -d 1 --conf 0.001
+
+Same flags and ``opts`` as YOLOX's tool (its parser is reused); ``--trt`` needs YOLOX's own tool.
+"""
+
+import os
+import random
+
+import torch
+from loguru import logger
+from yolox.core import launch
+from yolox.exp import get_exp
+from yolox.tools.eval import make_parser
+from yolox.utils import configure_module, fuse_model, get_local_rank, get_model_info, setup_logger
+
+from ..checkpoint import load_checkpoint, model_state
+
+
+def pick_device(rank: int = 0) -> torch.device:
+    """``cuda:<rank>`` when CUDA is available, else the CPU."""
+    return torch.device(f"cuda:{rank}") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def check_half_support(device: torch.device) -> None:
+    """Fail early, with the reason, where pure half precision cannot run."""
+    try:
+        conv = torch.nn.Conv2d(3, 4, 3).to(device).half()
+        conv(torch.zeros(1, 3, 8, 8, device=device, dtype=torch.half))
+    except RuntimeError as err:
+        raise SystemExit(f"--fp16 runs the model in half precision, which fails on {device}: {err}")
+
+
+@logger.catch(reraise=True)
+def main(exp, args, num_devices: int) -> str:
+    if args.seed is not None:
+        random.seed(args.seed)
+        torch.manual_seed(args.seed)
+    rank = get_local_rank()
+    device = pick_device(rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(rank)
+    file_name = os.path.join(exp.output_dir, args.experiment_name)
+    if rank == 0:
+        os.makedirs(file_name, exist_ok=True)
+    setup_logger(file_name, distributed_rank=rank, filename="val_log.txt", mode="a")
+    logger.info(f"Args: {args}")
+    logger.info(f"evaluating on {device}")
+
+    if args.conf is not None:
+        exp.test_conf = args.conf
+    if args.nms is not None:
+        exp.nmsthre = args.nms
+    if args.tsize is not None:
+        exp.test_size = (args.tsize, args.tsize)
+    if args.fp16:
+        check_half_support(device)
+
+    model = exp.get_model()
+    logger.info(f"Model Summary: {get_model_info(model, exp.test_size)}")
+    is_distributed = num_devices > 1
+    evaluator = exp.get_evaluator(args.batch_size, is_distributed, args.test, args.legacy)
+    evaluator.per_class_AP = True
+    evaluator.per_class_AR = True
+
+    model.to(device).eval()
+    if not args.speed:
+        ckpt_file = args.ckpt or os.path.join(file_name, "best_ckpt.pth")
+        logger.info(f"loading checkpoint from {ckpt_file}")
+        model.load_state_dict(model_state(load_checkpoint(ckpt_file, map_location=device), ckpt_file))
+        logger.info("loaded checkpoint done.")
+    if is_distributed:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rank])
+    if args.fuse:
+        logger.info("\tFusing model...")
+        model = fuse_model(model)
+
+    *_, summary = evaluator.evaluate(model, is_distributed, args.fp16, None, None, exp.test_size)
+    logger.info("\n" + summary)
+    return summary
+
+
+def run(argv=None) -> None:
+    configure_module()
+    args = make_parser().parse_args(argv)
+    if args.trt:
+        raise SystemExit("--trt: use YOLOX's own `python -m yolox.tools.eval --trt` on a CUDA machine")
+    exp = get_exp(args.exp_file, args.name)
+    exp.merge(args.opts)
+    if not args.experiment_name:
+        args.experiment_name = exp.exp_name
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 1
+    num_devices = available if args.devices is None else args.devices
+    if not 1 <= num_devices <= available:
+        where = f"{available} CUDA device(s)" if torch.cuda.is_available() else "the CPU only (use -d 1)"
+        raise SystemExit(f"-d {num_devices}: this machine has {where}")
+    backend = args.dist_backend if torch.cuda.is_available() else "gloo"
+    dist_url = "auto" if args.dist_url is None else args.dist_url
+    launch(main, num_devices, args.num_machines, args.machine_rank, backend=backend, dist_url=dist_url,
+           args=(exp, args, num_devices))
+
+
+if __name__ == "__main__":
+    run()
