@@ -1,0 +1,214 @@
+"""The image demo (detections and attention maps) and the attention-map functions."""
+
+import json
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import EXPS_DIR, load_exp
+
+from yolox_attn.attention import ACmix, CoordAtt, CrissCrossAttention, ResidualGate
+from yolox_attn.attention_maps import (
+    AttentionRecorder,
+    acmix_map,
+    change_map,
+    coord_attention_map,
+    criss_cross_map,
+    describe_attention,
+    normalize_map,
+)
+from yolox_attn.tools import demo
+from yolox_attn.tools.make_shapes import CLASS_NAMES, render_image
+
+SHAPES_EXP = EXPS_DIR / "example" / "yolox_nano_cam_shapes.py"
+LEVELS = ["dark3", "dark4", "dark5"]
+IMAGE_SIZES = [(97, 130), (131, 75)]  # (height, width): odd and non-square
+
+
+# ----------------------------------------------------------------------------- map functions
+def test_coord_attention_map_is_mean_of_gate_product():
+    torch.manual_seed(0)
+    m = CoordAtt(32, 32, reduction=4).eval()
+    x = torch.randn(2, 32, 7, 9)
+    # Straightforward recomputation with pooling layers instead of means.
+    x_h = F.adaptive_avg_pool2d(x, (None, 1))
+    x_w = F.adaptive_avg_pool2d(x, (1, None)).permute(0, 1, 3, 2)
+    y = m.act(m.bn1(m.conv1(torch.cat([x_h, x_w], dim=2))))
+    a_h = torch.sigmoid(m.conv_h(y[:, :, :7]))
+    a_w = torch.sigmoid(m.conv_w(y[:, :, 7:].permute(0, 1, 3, 2)))
+    got = coord_attention_map(m, x)
+    assert got.shape == (2, 7, 9)
+    torch.testing.assert_close(got, (a_h * a_w).mean(1))
+    # On an all-ones map the module's output is the gate product itself.
+    ones = torch.ones(1, 32, 5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(coord_attention_map(m, ones), m(ones).mean(1))
+
+
+@pytest.mark.parametrize("pass_index", [0, -1])
+def test_criss_cross_map_is_one_softmax_over_row_and_column(pass_index):
+    torch.manual_seed(1)
+    m = CrissCrossAttention(16, recurrence=2)
+    with torch.no_grad():
+        m.gamma.fill_(0.7)  # nonzero, so the second pass sees a different input
+    x = torch.randn(1, 16, 5, 6)
+    row, col = 2, 3
+    got = criss_cross_map(m, x, (row, col), pass_index)[0]
+    with torch.no_grad():
+        feats = x if pass_index == 0 else m.forward_once(x)
+        q, k = m.query_conv(feats)[0], m.key_conv(feats)[0]
+    cross = [(g, col) for g in range(5) if g != row] + [(row, v) for v in range(6)]  # centre once
+    weights = torch.softmax(torch.stack([q[:, row, col] @ k[:, g, v] for g, v in cross]), 0)
+    expected = torch.zeros(5, 6)
+    for (g, v), wt in zip(cross, weights):
+        expected[g, v] = wt
+    torch.testing.assert_close(got, expected)
+    assert got.sum().item() == pytest.approx(1.0, abs=1e-5)
+    off_cross = torch.ones(5, 6, dtype=torch.bool)
+    off_cross[row, :] = False
+    off_cross[:, col] = False
+    assert (got[off_cross] == 0).all()
+
+
+def test_gated_and_generic_maps():
+    torch.manual_seed(2)
+    x = torch.randn(1, 16, 6, 5)
+    gated = ResidualGate(ACmix(16, 16, kernel_att=3, head=2))
+    at_init = describe_attention(gated, x, gated(x))
+    assert "gate=0" in at_init.note  # the gated change is 0: the inner map is shown instead
+    with torch.no_grad():
+        gated.gate.fill_(0.5)
+        torch.testing.assert_close(acmix_map(gated.attn, x), change_map(x, gated.attn(x)))
+        # The gated change is |gate| times the inner one: the same picture once normalised.
+        torch.testing.assert_close(normalize_map(change_map(x, gated(x))), normalize_map(acmix_map(gated.attn, x)))
+    flat = normalize_map(torch.full((1, 4, 4), 3.0))
+    assert (flat == 0).all()
+
+
+def test_recorder_leaves_outputs_unchanged():
+    m = ResidualGate(CoordAtt(16, 16))
+    x = torch.randn(1, 16, 4, 4)
+    with torch.no_grad():
+        before = m(x)
+        with AttentionRecorder({"dark3": m}) as rec:
+            after = m(x)
+        maps = rec.maps(lambda name, grid: (0, 0))
+    torch.testing.assert_close(before, after)
+    assert maps["dark3"].values.shape == (1, 4, 4) and maps["dark3"].kind.startswith("ca")
+
+
+# ------------------------------------------------------------------------------- demo pieces
+def test_class_names_precedence(tmp_path):
+    exp = load_exp(SHAPES_EXP)
+    (tmp_path / "annotations").mkdir()
+    cats = [{"id": 7, "name": "b"}, {"id": 2, "name": "a"}, {"id": 9, "name": "d"}, {"id": 8, "name": "c"}]
+    (tmp_path / "annotations" / exp.val_ann).write_text(json.dumps({"categories": cats}))
+    exp.data_dir = str(tmp_path)
+    assert demo.class_names_for(exp)[0] == ["a", "b", "c", "d"]  # by id, as COCODataset labels
+    exp.num_classes = 3  # the json no longer fits
+    assert demo.class_names_for(exp)[0] == ["class0", "class1", "class2"]
+    exp.data_dir = str(tmp_path / "missing")
+    exp.num_classes = 4
+    assert demo.class_names_for(exp)[0] == list(CLASS_NAMES)
+    exp.num_classes = 80
+    assert demo.class_names_for(exp)[0][0] == "person"
+
+
+def test_query_point_and_grid_pixel():
+    info = {"width": 130, "height": 97, "ratio": 128 / 130}
+    assert demo.query_point(None, info, None) == ((64.5, 48.0), "image centre")
+    assert demo.query_point(None, info, (500.0, -3.0))[0] == (129.0, 0.0)  # clamped into the image
+    det = torch.tensor([[0, 0, 10, 10, 0.9, 0.5, 1], [20, 30, 40, 50, 0.9, 0.9, 2.0]])
+    point, origin = demo.query_point(det, info, None)
+    assert origin == "top detection" and point == pytest.approx((30 / info["ratio"], 40 / info["ratio"]))
+    # Letterbox: the image fills the top 95 rows of 128; grid 4x4 (stride 32).
+    assert demo.grid_pixel((129.0, 96.0), info, (128, 128), (4, 4)) == (2, 3)
+
+
+def test_visual_draws_huge_boxes_and_classes_past_80():
+    exp = SimpleNamespace(num_classes=90, test_conf=0.3, nmsthre=0.45, test_size=(64, 64))
+    predictor = demo.Predictor(torch.nn.Identity(), exp, [f"c{i}" for i in range(90)], torch.device("cpu"))
+    img = np.full((33, 47, 3), 100, np.uint8)
+    info = {"raw_img": img, "ratio": 64 / 47, "height": 33, "width": 47}
+    out = torch.tensor([[-1e12, 2.0, 1e12, 20.0, 0.9, 0.9, 85.0], [1.0, 1.0, 9.0, 9.0, 0.8, 0.9, 3.0]])
+    drawn = predictor.visual(out, info, 0.3)
+    assert drawn.shape == img.shape and (drawn != 100).any()
+    assert (img == 100).all()  # the input image is left untouched
+
+
+@pytest.mark.parametrize("bad", [["video"], ["webcam"], ["image", "--tsize", "100"]])
+def test_refused_arguments(tmp_path, bad):
+    with pytest.raises(SystemExit):
+        demo.run([*bad, "-f", str(SHAPES_EXP), "--path", str(tmp_path)])
+
+
+# ---------------------------------------------------------------------------- demo end to end
+def _write_images(folder):
+    paths = []
+    for i, (h, w) in enumerate(IMAGE_SIZES):
+        img, _ = render_image(np.random.default_rng(i), max(h, w))
+        path = folder / f"img{i}.jpg"
+        cv2.imwrite(str(path), img[:h, :w])
+        paths.append(path)
+    return paths
+
+
+def _gated_checkpoint(attention, path):
+    """A random-init nano shapes model, BN-calibrated, every gate and gamma at 1, saved like YOLOX does."""
+    exp = load_exp(SHAPES_EXP)
+    exp.attention = attention
+    torch.manual_seed(0)
+    model = exp.get_model()
+    # Random weights with fresh BN statistics shrink the features ~1e3x per stage, which leaves
+    # CA's gates constant to float precision; batch statistics of a few images fix the scale.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # cumulative average over the calibration batches
+    model.backbone.train()
+    with torch.no_grad():
+        model.backbone(torch.rand(2, 3, 128, 128) * 255)
+        for name, p in model.named_parameters():
+            if name.endswith(".gate") or name.endswith(".gamma"):
+                p.fill_(1.0)
+    torch.save({"model": model.state_dict()}, path)
+
+
+@pytest.mark.parametrize("attention, extra", [
+    ("ca", ["--conf", "1e-6"]),  # many detections: boxes drawn, top one is the query pixel
+    ("cca", []),  # none at conf 0.3 on random weights: the image centre is the query pixel
+    ("acmix", ["--conf", "1e-6", "--legacy", "--fuse"]),  # default output folder below
+])
+def test_demo_saves_detections_and_attention_maps(tmp_path, attention, extra):
+    images = tmp_path / "images"
+    images.mkdir()
+    paths = _write_images(images)
+    ckpt = tmp_path / "ckpt.pth"
+    _gated_checkpoint(attention, ckpt)
+    out = tmp_path / "out"
+    where = ["output_dir", str(tmp_path / "outputs")] if attention == "acmix" else ["--output-dir", str(out)]
+    # opts between flags on purpose: the parser takes them anywhere
+    argv = ["image", "-f", str(SHAPES_EXP), "attention", attention, "-c", str(ckpt), "--path", str(images),
+            "--tsize", "128", "--device", "cpu", "--save_result", "--attention-maps", *extra, *where]
+    results = demo.run(argv)
+
+    assert [r.image_path for r in results] == [str(p) for p in paths]
+    for r, (h, w) in zip(results, IMAGE_SIZES):
+        if attention == "acmix":
+            assert r.detection_file.startswith(str(tmp_path / "outputs" / "yolox_nano_cam_shapes" / "vis_res"))
+        else:
+            assert r.detection_file.startswith(str(out))
+        assert cv2.imread(r.detection_file).shape == (h, w, 3)
+        figure = cv2.imread(r.attention_file)
+        assert figure.shape == (h, (1 + len(LEVELS)) * w, 3)
+        assert list(r.maps) == LEVELS
+        for level, m in r.maps.items():
+            assert m.shape == (h, w) and np.isfinite(m).all(), level
+            assert m.min() >= 0.0 and m.max() <= 1.0, level
+            assert m.max() - m.min() > 0.1, f"{attention} {level} map is constant"
+        if attention == "cca":
+            assert r.detections is None and r.query_point == ((w - 1) / 2, (h - 1) / 2)
+        else:
+            assert r.detections is not None and len(r.detections) > 0
