@@ -1,0 +1,159 @@
+"""The benchmark tools on tiny configurations: every column present, sane ratios, clear errors.
+
+Timings are never asserted: the figures come from a shared machine.
+"""
+
+import contextlib
+import io
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from yolox_attn.tools import bench, bench_ccnet
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _json_rows(capsys) -> list:
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def bench_run():
+    # The smallest real run: one thread per process, two memory workers at once on two cores.
+    argv = ["--size", "nano", "--tsize", "64", "--repeats", "1", "--warmup", "0", "--jobs", "2", "--threads", "1",
+            "--device", "cpu", "--json"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rows = bench.main(argv)
+    return rows, json.loads(printed.getvalue())
+
+
+def test_bench_json_has_every_column_for_every_row(bench_run):
+    bench_rows, printed = bench_run
+    assert printed == bench_rows
+    assert [r["attention"] for r in bench_rows] == list(bench.ATTENTIONS)
+    for row in bench_rows:
+        assert set(row) == set(bench.COLUMNS), row["attention"]
+        assert row["error"] is None, row
+        for column, _ in bench.FIGURES:
+            assert row[column] is not None, (row["attention"], column)
+
+
+def test_bench_ratios_and_flops(bench_run):
+    bench_rows, _ = bench_run
+    none = bench_rows[0]
+    for column, ratio_column in bench.FIGURES:
+        if ratio_column is None:
+            continue
+        if none[column] > 0:
+            assert none[ratio_column] == pytest.approx(1.0), ratio_column
+        else:  # a CPU peak-RSS reading can be 0 on an input this small: no ratio then
+            assert none[ratio_column] is None and "peak" in column
+    for row in bench_rows[1:]:
+        assert row["params_m"] > none["params_m"]
+        assert row["gflops_yolox"] >= none["gflops_yolox"]
+        assert row["gflops_counted"] >= none["gflops_counted"]
+    # The matmuls thop misses show in the counted FLOPs of the attentions built on them.
+    by_name = {r["attention"]: r for r in bench_rows}
+    for name in ("cca", "nonlocal"):
+        assert by_name[name]["gflops_counted_ratio"] > by_name[name]["gflops_yolox_ratio"]
+
+
+def test_bench_reports_an_infeasible_row(monkeypatch, capsys):
+    # Stand-in memory workers: nonlocal's "was killed" (as the OOM killer would), none's worked.
+    def fake_workers(module, argvs, jobs=1):
+        return [{"error": "memory worker killed by signal 9 (out of memory?)"} if "nonlocal" in argv
+                else {"infer_peak_mib": 1.0, "train_peak_mib": 2.0} for argv in argvs]
+
+    monkeypatch.setattr(bench.bm, "run_workers", fake_workers)
+    rows = bench.main(["--size", "nano", "--tsize", "64", "--attentions", "nonlocal", "--repeats", "1",
+                       "--warmup", "0", "--threads", "1", "--device", "cpu"])
+    none, nonlocal_ = rows
+    assert none["error"] is None and none["train_ms_median"] is not None
+    assert "out of memory" in nonlocal_["error"] and nonlocal_["params_m"] > none["params_m"]
+    assert nonlocal_["infer_ms_median"] is None and nonlocal_["gflops_counted"] is None
+    assert "killed by signal 9" in capsys.readouterr().out  # the table shows it in the row
+
+
+def test_cpu_peak_memory_per_phase_in_a_worker():
+    # The parent (this test process) once holds 512 MiB: a worker reading getrusage's ru_maxrss
+    # would inherit that peak and see no growth below it. Each phase must read its own peak.
+    big = torch.ones(2**27)
+    del big
+    code = (
+        "import json, torch\n"
+        "from yolox_attn.benchmarking import measure_peaks\n"
+        "def alloc(mib):\n"
+        "    t = torch.ones(mib * 2**18)\n"
+        "    t += 1\n"
+        "print(json.dumps(measure_peaks({'a64': lambda: alloc(64), 'a16': lambda: alloc(16)}, torch.device('cpu'),"
+        " warmup=lambda: alloc(1))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, check=True)
+    peaks = json.loads(proc.stdout)
+    assert 60 < peaks["a64"] < 80 and 14 < peaks["a16"] < 30
+
+
+def test_yolox_gflops_is_what_get_model_info_reports():
+    from yolox.utils import get_model_info
+
+    model, _ = bench.build_model("nano", "cca", torch.device("cpu"))
+    reported = re.search(r"Gflops: ([0-9.]+)", get_model_info(model, (320, 320))).group(1)
+    assert f"{bench.yolox_gflops(model, 320):.2f}" == reported
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--size", "huge"], ["huge", "nano", "tiny", "x"]),
+        (["--attentions", "none,foo"], ["foo", "none, ca, cca, acmix, nonlocal"]),
+        (["--tsize", "100"], ["100", "multiple of 32"]),
+        (["--repeats", "0"], ["0", ">= 1"]),
+    ],
+)
+def test_bench_bad_arguments(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    for text in expected:
+        assert text in err
+
+
+def test_bench_ccnet_json_and_plot(tmp_path, capsys):
+    png = tmp_path / "ccnet.png"
+    rows = bench_ccnet.main(["--channels", "16", "--sizes", "5,9", "--jobs", "2", "--threads", "1", "--device", "cpu",
+                             "--plot", str(png), "--json"])
+    assert _json_rows(capsys) == rows
+    assert [r["size"] for r in rows] == [5, 9]
+    for row in rows:
+        assert set(row) == set(bench_ccnet.COLUMNS)
+        assert row["error"] is None
+        for column in bench_ccnet.COLUMNS:
+            if column != "error":
+                assert row[column] is not None or column.endswith("_ratio"), (row["size"], column)
+    # Criss-cross grows as HW(H+W), non-local as (HW)^2: CCA is cheaper only once the map is large enough.
+    assert rows[0]["gflops_ratio"] > 1 > rows[1]["gflops_ratio"]
+    assert png.read_bytes()[:8] == PNG_SIGNATURE and png.stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--channels", "4"], ["4", ">= 8", "C/8"]),
+        (["--sizes", "9,x"], ["x", ">= 1"]),
+        (["--device", "tpu"], ["tpu", "auto", "cpu", "cuda"]),
+    ],
+)
+def test_bench_ccnet_bad_arguments(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench_ccnet.parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    for text in expected:
+        assert text in err

@@ -1,0 +1,264 @@
+"""Measuring helpers shared by the benchmark tools: device choice, timing, FLOPs, peak memory.
+
+Peak memory is measured in a fresh worker process per case (``run_workers`` starts them,
+``measure_peaks`` runs inside them), so that no other case's allocations hide or inflate it,
+after a warm-up on a tiny input (lazy one-time allocations such as thread pools and kernel
+caches fall before the baseline), separately for each phase:
+
+* CPU (Linux): before each phase, freed heap pages go back to the OS (glibc ``malloc_trim``) and
+  the kernel's peak-RSS mark is reset to the current RSS (``/proc/self/clear_refs`` = 5); the
+  figure is the peak (``VmHWM``) over the RSS at that point. Not ``getrusage().ru_maxrss``: it
+  cannot be reset, and a spawned worker inherits its parent's peak through it (a parent that
+  once held 1.6 GiB makes every worker read at least 1.6 GiB), which hides any smaller peak.
+  Resident memory is what the allocator holds, so tiny phases read coarse figures (even 0).
+* CUDA: ``torch.cuda.max_memory_allocated`` over ``memory_allocated`` at the start of the phase.
+"""
+
+import argparse
+import ctypes
+import json
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+MIB = 2**20
+
+
+def log(msg: str) -> None:
+    """Progress line on stderr (stdout carries the table or JSON)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ValueError for CUDA without CUDA."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; allowed: auto, cpu, cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work, so that wall-clock time covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def ratio(value: Optional[float], reference: Optional[float]) -> Optional[float]:
+    """``value / reference``, or None when either is missing or the reference is not positive."""
+    if value is None or reference is None or reference <= 0:
+        return None
+    return value / reference
+
+
+def int_at_least(minimum: int, why: str = "") -> Callable[[str], int]:
+    """argparse ``type``: an int >= ``minimum``; the error names the bad value (and ``why``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= {minimum}{why}")
+        return value
+
+    return parse
+
+
+def fmt(value: Optional[float], spec: str) -> str:
+    """``format(value, spec)``, or "-" for a missing figure."""
+    return "-" if value is None else format(value, spec)
+
+
+# ------------------------------------------------------------------------------ timing
+@dataclass
+class Timing:
+    """Median, min and max of the timed repeats, in seconds."""
+
+    median_s: float
+    min_s: float
+    max_s: float
+    repeats: int
+
+
+def summarize(times: Sequence[float]) -> Timing:
+    """Median/min/max of a non-empty list of durations."""
+    return Timing(statistics.median(times), min(times), max(times), len(times))
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for CUDA OOM and the CPU allocator's "not enough memory" errors."""
+    return isinstance(err, torch.cuda.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "memory" in str(err).lower() and "alloc" in str(err).lower()
+    )
+
+
+def interleaved_timings(
+    cases: Mapping[str, Callable[[], object]],
+    repeats: int,
+    warmup: int,
+    device: torch.device,
+    label: str = "",
+) -> Dict[str, Union[Timing, str]]:
+    """Time every case ``warmup + repeats`` times, round-robin across cases.
+
+    Round-robin puts every case under the same drift of a shared machine (other processes,
+    clock boost) instead of giving the early cases a quieter slot. A case that runs out of
+    memory is dropped from later rounds and reported as an error string.
+    """
+    times: Dict[str, List[float]] = {name: [] for name in cases}
+    errors: Dict[str, str] = {}
+    for i in range(warmup + repeats):
+        kind = f"warm-up {i + 1}/{warmup}" if i < warmup else f"repeat {i - warmup + 1}/{repeats}"
+        for name, fn in cases.items():
+            if name in errors:
+                continue
+            try:
+                synchronize(device)
+                t0 = time.perf_counter()
+                fn()
+                synchronize(device)
+                dt = time.perf_counter() - t0
+            except Exception as err:  # noqa: BLE001 - an infeasible case is reported, not fatal
+                if not is_out_of_memory(err):
+                    raise
+                errors[name] = f"out of memory: {str(err).splitlines()[0][:200]}"
+                log(f"  {label} {name}: {errors[name]}")
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            log(f"  {label} {kind} {name}: {dt * 1e3:.1f} ms")
+            if i >= warmup:
+                times[name].append(dt)
+    return {name: errors[name] if name in errors else summarize(times[name]) for name in cases}
+
+
+# ------------------------------------------------------------------------------- FLOPs
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of ``fn()`` by ``torch.utils.flop_counter`` (2 per multiply-add; matmul/conv family only)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+# ------------------------------------------------------------------------ peak memory
+def _proc_status_bytes(field: str) -> int:
+    """``VmRSS`` (current) or ``VmHWM`` (peak) resident memory of this process, from /proc."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # the kernel reports kB
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _release_free_heap() -> None:
+    # Without this, memory a previous phase freed stays resident and the next phase reuses it
+    # without raising the RSS: its growth would read too low.
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the baseline then also holds the allocator's free lists
+
+
+class PeakMemory:
+    """Peak memory growth of this process over a baseline (see the module docstring)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        """Take the current state as the baseline and restart the peak from it."""
+        synchronize(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+            return
+        _release_free_heap()
+        try:
+            with open("/proc/self/clear_refs", "w") as clear_refs:
+                clear_refs.write("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
+        except OSError as err:
+            raise RuntimeError(
+                f"CPU peak memory needs Linux's /proc/self/clear_refs to reset the peak RSS: {err}"
+            ) from err
+        self.base = _proc_status_bytes("VmRSS")
+
+    def peak_bytes(self) -> int:
+        """Peak since the last ``reset``, in bytes."""
+        synchronize(self.device)
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) - self.base
+        return _proc_status_bytes("VmHWM") - self.base
+
+
+def measure_peaks(
+    phases: Mapping[str, Callable[[], object]],
+    device: torch.device,
+    warmup: Optional[Callable[[], object]] = None,
+) -> Dict[str, float]:
+    """Peak memory growth (MiB) of each phase, after an untimed ``warmup()`` on a tiny input.
+
+    Meant to run in a fresh worker process; the baseline is reset before every phase.
+    """
+    if warmup is not None:
+        warmup()
+    meter = PeakMemory(device)
+    peaks: Dict[str, float] = {}
+    for name, fn in phases.items():
+        meter.reset()
+        fn()
+        peaks[name] = meter.peak_bytes() / MIB
+    return peaks
+
+
+def worker_report(measure: Callable[[], Dict]) -> None:
+    """Run ``measure()`` in a worker and print its result as one JSON line on stdout.
+
+    Out of memory becomes ``{"error": ...}`` instead of a traceback, so that the caller can put
+    it in the row of an infeasible case.
+    """
+    try:
+        result = measure()
+    except Exception as err:  # noqa: BLE001
+        if not is_out_of_memory(err):
+            raise
+        result = {"error": f"out of memory: {str(err).splitlines()[0][:200]}"}
+    print(json.dumps(result), flush=True)
+
+
+def run_worker(module: str, argv: Sequence[str]) -> Dict:
+    """Run ``python -m module *argv`` in a fresh process; return the JSON of its last stdout line.
+
+    A worker killed by a signal (the kernel's OOM killer sends SIGKILL) gives ``{"error": ...}``
+    for the caller's row; any other failure is a bug and raises. Its stderr passes through.
+    """
+    cmd = [sys.executable, "-m", module, *argv]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if proc.returncode < 0:
+        hint = " (out of memory?)" if proc.returncode == -9 else ""
+        return {"error": f"memory worker killed by signal {-proc.returncode}{hint}"}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"worker {' '.join(cmd)} failed with exit code {proc.returncode}")
+    return json.loads(lines[-1])
+
+
+def run_workers(module: str, argvs: Sequence[Sequence[str]], jobs: int = 1) -> List[Dict]:
+    """``run_worker`` for each argument list, ``jobs`` at a time, results in order.
+
+    Running several at once is sound for memory (each process has its own peak RSS or CUDA
+    statistics), as long as the machine holds them all; never overlap them with timing.
+    """
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(lambda argv: run_worker(module, argv), argvs))

@@ -1,0 +1,350 @@
+"""Cost of each attention in a whole YOLOX model: params, FLOPs, latency, training step, memory.
+
+    python -m yolox_attn.tools.bench [--size s] [--tsize 640] [--attentions none,ca,cca,acmix,nonlocal]
+        [--repeats N] [--warmup N] [--threads 2] [--train-batch 1] [--device auto|cpu|cuda] [--json]
+
+One row per attention on dark3/dark4/dark5 of the chosen YOLOX size (depth, width and depthwise
+of ``exps/yolox_<size>_cam.py``, attention swapped), each figure also as a ratio to the ``none``
+row (plain YOLOX, always measured):
+
+* params: every parameter of the model, in millions.
+* GFLOPs (YOLOX): what ``yolox.utils.get_model_info`` reports (thop on a 64x64 input, scaled by
+  (tsize/64)^2 and doubled), unrounded. thop only counts modules it has rules for (convolutions, BN,
+  pooling, linear), so the attention's matmuls/einsums count 0 and the quadratic cost of attention
+  is scaled as if it were linear: it under-counts attention.
+* GFLOPs (counted): ``torch.utils.flop_counter.FlopCounterMode`` on the real input at batch 1,
+  which sees every matmul/bmm/conv including those inside einsum (2 FLOPs per multiply-add;
+  softmax and element-wise ops are not counted by either).
+* inference: batch 1, eval mode, ``torch.no_grad``; median [min, max] over the repeats.
+* training step: forward with targets, backward, SGD step (YOLOX's optimizer at its warm-up
+  start lr, so every repeat does the same work), at ``--train-batch``.
+* peak memory of one inference and of one training step, each row in a fresh worker process,
+  after model build and a 64x64 warm-up (see ``yolox_attn.benchmarking``). CPU (Linux): peak RSS
+  (VmHWM, reset through /proc/self/clear_refs before each phase) over the RSS at the phase's
+  start, with freed heap returned to the OS first (malloc_trim). CUDA:
+  torch.cuda.max_memory_allocated over the memory allocated at the phase's start.
+
+Timings run in this process with the repeats interleaved across attentions (round-robin), so a
+shared machine's drift hits every row alike; the memory workers run before them. CPU runs in
+float32 with ``--threads`` threads; CUDA runs under float16 autocast. A row that runs out of
+memory reports the error instead of stopping the run.
+"""
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from yolox_attn import benchmarking as bm
+
+SIZES: Tuple[str, ...] = ("nano", "tiny", "s", "m", "l", "x")
+ATTENTIONS: Tuple[str, ...] = ("none", "ca", "cca", "acmix", "nonlocal")
+ALIASES: Dict[str, str] = {"cam": "ca"}
+EXPS_DIR = Path(__file__).resolve().parents[2] / "exps"
+THOP_STRIDE = 64  # the input side yolox.utils.get_model_info profiles before scaling
+WARM_SIZE = 64  # smallest input whose 2x2 stride-32 map lets batch-1 BatchNorm train; warms before the baseline
+WORKER_MODULE = "yolox_attn.tools.bench"  # not __name__, which is "__main__" under -m
+
+# (column, ratio column or None); every JSON row has all of these keys.
+FIGURES: Tuple[Tuple[str, Optional[str]], ...] = (
+    ("params_m", "params_ratio"),
+    ("gflops_yolox", "gflops_yolox_ratio"),
+    ("gflops_counted", "gflops_counted_ratio"),
+    ("infer_ms_median", "infer_ratio"),
+    ("infer_ms_min", None),
+    ("infer_ms_max", None),
+    ("train_ms_median", "train_ratio"),
+    ("train_ms_min", None),
+    ("train_ms_max", None),
+    ("infer_peak_mib", "infer_peak_ratio"),
+    ("train_peak_mib", "train_peak_ratio"),
+)
+SETTINGS: Tuple[str, ...] = ("size", "tsize", "device", "precision", "threads", "train_batch", "repeats", "warmup")
+COLUMNS: Tuple[str, ...] = (
+    ("attention",) + SETTINGS + tuple(c for pair in FIGURES for c in pair if c) + ("error",)
+)
+
+
+# ------------------------------------------------------------------------- arguments
+def _attention_list(text: str) -> List[str]:
+    names = []
+    for part in text.split(","):
+        name = ALIASES.get(part.strip().lower(), part.strip().lower())
+        if name not in ATTENTIONS:
+            raise argparse.ArgumentTypeError(f"unknown attention {part.strip()!r}; allowed: {', '.join(ATTENTIONS)}")
+        if name not in names:
+            names.append(name)
+    # The reference row every ratio is taken against comes first, asked for or not.
+    return ["none"] + [n for n in names if n != "none"]
+
+
+def _tsize(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 32 or value % 32:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive multiple of 32 (YOLOX's largest stride), e.g. 320, 416, 640"
+        )
+    return value
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Command line; argparse errors name the bad value and the allowed ones."""
+    p = argparse.ArgumentParser(
+        prog="python -m yolox_attn.tools.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--size", default="s", choices=SIZES, help="YOLOX size (default s)")
+    p.add_argument("--tsize", type=_tsize, default=640, help="square input side, multiple of 32 (default 640)")
+    p.add_argument("--attentions", type=_attention_list, default=list(ATTENTIONS),
+                   help=f"comma-separated, from {','.join(ATTENTIONS)} (default all; none is always added)")
+    p.add_argument("--repeats", type=bm.int_at_least(1), default=5, help="timed runs per row (default 5)")
+    p.add_argument("--warmup", type=bm.int_at_least(0), default=2, help="untimed runs per row first (default 2)")
+    p.add_argument("--threads", type=bm.int_at_least(1), default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument("--train-batch", type=bm.int_at_least(1), default=1, help="batch of the training step (default 1)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto: CUDA (float16 autocast) when available, else CPU (default auto)")
+    p.add_argument("--jobs", type=bm.int_at_least(1), default=1,
+                   help="memory workers at once (default 1; more only if the machine holds them all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
+    p.add_argument("--worker", choices=ATTENTIONS, help=argparse.SUPPRESS)  # internal: memory of one row
+    args = p.parse_args(argv)
+    try:
+        args.device = bm.resolve_device(args.device)
+    except ValueError as err:
+        p.error(str(err))
+    return args
+
+
+# ----------------------------------------------------------------------------- model
+def build_model(size: str, attention: str, device: torch.device) -> Tuple[nn.Module, torch.optim.Optimizer]:
+    """The YOLOX model of ``exps/yolox_<size>_cam.py`` with ``attention`` instead, and its optimizer."""
+    from yolox.exp import get_exp
+
+    path = EXPS_DIR / f"yolox_{size}_cam.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run from a yolox-attn checkout")
+    exp = get_exp(str(path), None)
+    exp.attention = attention
+    model = exp.get_model().to(device)
+    # YOLOX's trainer builds the optimizer the same way; its warm-up lr starts at 0.
+    return model, exp.get_optimizer(1)
+
+
+def make_inputs(batch: int, tsize: int, device: torch.device, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Images (pixel range 0..255, as YOLOX feeds them) and targets (B, 50, 5) of 3 boxes each."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch, 3, tsize, tsize, generator=g) * 255
+    targets = torch.zeros(batch, 50, 5)
+    for b in range(batch):
+        for i in range(3):
+            wh = tsize * (0.1 + 0.3 * torch.rand(2, generator=g))
+            centre = wh / 2 + (tsize - wh) * torch.rand(2, generator=g)
+            targets[b, i] = torch.tensor([i, *centre.tolist(), *wh.tolist()])
+    return images.to(device), targets.to(device)
+
+
+class Steps:
+    """Inference and training-step closures of one model (autocast float16 on CUDA)."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device):
+        self.model = model
+        self.optimizer = optimizer
+        self.device = device
+        self.amp = device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+    def infer(self, images: torch.Tensor) -> None:
+        self.model.eval()
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            self.model(images)
+
+    def train(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            loss = self.model(images, targets)["total_loss"]
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def yolox_gflops(model: nn.Module, tsize: int) -> float:
+    """GFLOPs exactly as ``yolox.utils.get_model_info`` computes them, without its rounding."""
+    from copy import deepcopy
+
+    from thop import profile
+
+    img = torch.zeros((1, 3, THOP_STRIDE, THOP_STRIDE), device=next(model.parameters()).device)
+    macs, _ = profile(deepcopy(model), inputs=(img,), verbose=False)
+    return macs / 1e9 * tsize * tsize / THOP_STRIDE / THOP_STRIDE * 2
+
+
+def counted_gflops(model: nn.Module, tsize: int, device: torch.device) -> float:
+    """FlopCounterMode GFLOPs of one batch-1 forward in eval mode."""
+    images, _ = make_inputs(1, tsize, device, seed=0)
+    model.eval()
+    with torch.no_grad():
+        return bm.count_flops(lambda: model(images)) / 1e9
+
+
+# ---------------------------------------------------------------------------- worker
+def memory_worker(args: argparse.Namespace) -> None:
+    """Peak memory of one row, in this fresh process; prints one JSON line."""
+    torch.set_num_threads(args.threads)
+    device = args.device
+
+    def measure() -> Dict:
+        steps = Steps(*build_model(args.size, args.worker, device), device)
+        images1, _ = make_inputs(1, args.tsize, device, args.seed)
+        images, targets = make_inputs(args.train_batch, args.tsize, device, args.seed)
+        small, small_targets = make_inputs(1, WARM_SIZE, device, args.seed)
+
+        def warm() -> None:
+            steps.infer(small)
+            steps.train(small, small_targets)
+
+        peaks = bm.measure_peaks(
+            {"infer": lambda: steps.infer(images1), "train": lambda: steps.train(images, targets)}, device, warm
+        )
+        return {"infer_peak_mib": peaks["infer"], "train_peak_mib": peaks["train"]}
+
+    bm.worker_report(measure)
+
+
+def _worker_argv(args: argparse.Namespace, attention: str) -> List[str]:
+    return ["--worker", attention, "--size", args.size, "--tsize", str(args.tsize), "--threads", str(args.threads),
+            "--train-batch", str(args.train_batch), "--device", args.device.type, "--seed", str(args.seed)]
+
+
+# ------------------------------------------------------------------------------- run
+def run(args: argparse.Namespace) -> List[Dict]:
+    """Measure every row; return the rows with every column of ``COLUMNS``."""
+    torch.set_num_threads(args.threads)
+    device = args.device
+    names = args.attentions
+    settings = {
+        "size": args.size, "tsize": args.tsize, "device": device.type,
+        "precision": "float16 autocast" if device.type == "cuda" else "float32",
+        "threads": args.threads, "train_batch": args.train_batch, "repeats": args.repeats, "warmup": args.warmup,
+    }
+    rows: Dict[str, Dict] = {n: {c: None for c in COLUMNS} | {"attention": n} | settings for n in names}
+
+    bm.log(f"[memory] {len(names)} rows, each in a fresh worker ({args.jobs} at a time)")
+    for name, peaks in zip(names, bm.run_workers(WORKER_MODULE, [_worker_argv(args, n) for n in names], args.jobs)):
+        rows[name].update(peaks)
+        bm.log(f"  [memory] {name}: {peaks}")
+
+    steps: Dict[str, Steps] = {}
+    for i, name in enumerate(names):
+        bm.log(f"[build] {i + 1}/{len(names)} {name}: model, params, FLOPs")
+        model, optimizer = build_model(args.size, name, device)
+        rows[name]["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
+        rows[name]["gflops_yolox"] = yolox_gflops(model, args.tsize)  # a 64x64 input: always fits
+        if rows[name]["error"]:
+            continue  # its worker ran out of memory at tsize: so would this process
+        try:
+            rows[name]["gflops_counted"] = counted_gflops(model, args.tsize, device)
+        except Exception as err:  # noqa: BLE001
+            if not bm.is_out_of_memory(err):
+                raise
+            rows[name]["error"] = f"out of memory counting FLOPs: {str(err).splitlines()[0][:200]}"
+            continue
+        steps[name] = Steps(model, optimizer, device)
+
+    images1, _ = make_inputs(1, args.tsize, device, args.seed)
+    images, targets = make_inputs(args.train_batch, args.tsize, device, args.seed)
+    phases = (
+        ("infer", "[inference]", {n: (lambda s=s: s.infer(images1)) for n, s in steps.items()}),
+        ("train", "[train step]", {n: (lambda s=s: s.train(images, targets)) for n, s in steps.items()}),
+    )
+    for key, label, cases in phases:
+        bm.log(f"{label} {len(cases)} rows x ({args.warmup} warm-up + {args.repeats} repeats), interleaved")
+        for name, result in bm.interleaved_timings(cases, args.repeats, args.warmup, device, label).items():
+            if isinstance(result, str):
+                rows[name]["error"] = result
+                continue
+            rows[name][f"{key}_ms_median"] = result.median_s * 1e3
+            rows[name][f"{key}_ms_min"] = result.min_s * 1e3
+            rows[name][f"{key}_ms_max"] = result.max_s * 1e3
+
+    ref = rows["none"]
+    for row in rows.values():
+        for column, ratio_column in FIGURES:
+            if ratio_column:
+                row[ratio_column] = bm.ratio(row[column], ref[column])
+    return [rows[n] for n in names]
+
+
+# ----------------------------------------------------------------------------- table
+def _x(value: Optional[float]) -> str:
+    return "" if value is None else f"({value:.2f}x)"
+
+
+def format_table(rows: List[Dict]) -> str:
+    """Readable table with ratios to ``none`` and footnotes."""
+    s = rows[0]
+    head = (f"YOLOX-{s['size']} at {s['tsize']}x{s['tsize']} on {s['device']} ({s['precision']}, "
+            f"{s['threads']} threads), {s['repeats']} repeats after {s['warmup']} warm-up; ratios to 'none'")
+    header = (f"{'attention':10s} {'params M':>16s} {'GFLOPs yolox[1]':>18s} {'GFLOPs counted[2]':>19s} "
+              f"{'infer ms (b=1) med [min-max]':>38s} {'train step ms (b=' + str(s['train_batch']) + ') med [min-max]':>42s} "
+              f"{'infer peak MiB[3]':>20s} {'train peak MiB[3]':>20s}")
+    lines = [head, header, "-" * len(header)]
+    for r in rows:
+        infer = (f"{bm.fmt(r['infer_ms_median'], '.1f')} [{bm.fmt(r['infer_ms_min'], '.1f')}-"
+                 f"{bm.fmt(r['infer_ms_max'], '.1f')}] {_x(r['infer_ratio'])}")
+        train = (f"{bm.fmt(r['train_ms_median'], '.1f')} [{bm.fmt(r['train_ms_min'], '.1f')}-"
+                 f"{bm.fmt(r['train_ms_max'], '.1f')}] {_x(r['train_ratio'])}")
+        lines.append(
+            f"{r['attention']:10s} {bm.fmt(r['params_m'], '.3f'):>8s} {_x(r['params_ratio']):>7s} "
+            f"{bm.fmt(r['gflops_yolox'], '.2f'):>10s} {_x(r['gflops_yolox_ratio']):>7s} "
+            f"{bm.fmt(r['gflops_counted'], '.2f'):>11s} {_x(r['gflops_counted_ratio']):>7s} "
+            f"{infer:>38s} {train:>42s} "
+            f"{bm.fmt(r['infer_peak_mib'], '.1f'):>12s} {_x(r['infer_peak_ratio']):>7s} "
+            f"{bm.fmt(r['train_peak_mib'], '.1f'):>12s} {_x(r['train_peak_ratio']):>7s}"
+            + (f"  error: {r['error']}" if r["error"] else "")
+        )
+    memory_note = (
+        "growth of peak RSS (VmHWM, reset per phase) over RSS at the phase's start, fresh worker per row,\n"
+        "    after model build and a 64x64 warm-up; coarse for tiny inputs (resident pages, not tensors)"
+        if s["device"] == "cpu"
+        else "torch.cuda.max_memory_allocated over the memory allocated at the phase's start, fresh worker\n"
+        "    per row, after model build and a 64x64 warm-up"
+    )
+    lines += [
+        "",
+        "[1] as yolox.utils.get_model_info reports them: thop on a 64x64 input, scaled by (tsize/64)^2, x2.",
+        "    thop has no rule for matmul/einsum, so the attention maps themselves count 0 and the",
+        "    quadratic terms are scaled as if linear: it under-counts attention (most for nonlocal).",
+        "[2] torch.utils.flop_counter.FlopCounterMode on the real input, batch 1: every conv/matmul/bmm",
+        "    (einsum included), 2 FLOPs per multiply-add; softmax/element-wise ops uncounted in both.",
+        f"[3] {memory_note}.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
+    """Entry point; returns the rows (the worker mode returns an empty list)."""
+    args = parse_args(argv)
+    with warnings.catch_warnings():
+        # YOLOX 0.3.0's head calls the deprecated torch.cuda.amp.autocast on every training step.
+        warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.autocast", category=FutureWarning)
+        if args.worker:
+            memory_worker(args)
+            return []
+        rows = run(args)
+    print(json.dumps(rows, indent=1) if args.json else format_table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
