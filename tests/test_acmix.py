@@ -1,5 +1,6 @@
 """ACmix: the fast module against a loop reference from SPEC.md's equations and the unfold copy."""
 
+import importlib
 import io
 import math
 import warnings
@@ -12,6 +13,8 @@ import torch.nn.functional as F
 from yolox_attn.attention import build_attention
 from yolox_attn.attention.acmix import ACmix, local_window_attention, reflect_pad2d
 from yolox_attn.baselines.acmix_unfold import UnfoldACmix
+
+acmix_module = importlib.import_module("yolox_attn.attention.acmix")  # the module, not the builder
 
 
 def randomize_(module: torch.nn.Module, seed: int = 0, scale: float = 0.5) -> torch.nn.Module:
@@ -119,7 +122,7 @@ def test_reflect_pad2d(h, w, pad):
 
 
 def _pair(c: int, head: int, dtype: torch.dtype, seed: int = 0):
-    fast = randomize_(ACmix(c, c, head=head), seed=seed).to(dtype)
+    fast = randomize_(ACmix(c, c, head=head), seed=seed, scale=0.3).to(dtype)
     slow = UnfoldACmix(c, c, head=head).to(dtype)
     slow.load_state_dict(fast.state_dict(), strict=True)
     return fast, slow
@@ -174,19 +177,22 @@ def test_gradcheck_local_window_attention(plain, shape, fast_mode):
     q = torch.randn(n, d, h, w, dtype=torch.float64, generator=gen, requires_grad=True)
     kp = torch.randn(n, d, h + 2, w + 2, dtype=torch.float64, generator=gen, requires_grad=True)
     vp = torch.randn(n, d, h + 2, w + 2, dtype=torch.float64, generator=gen, requires_grad=True)
-    fn = lambda a, b, c: local_window_attention(a, b, c, 3, plain=plain)  # noqa: E731
+    fn = lambda a, b, c: local_window_attention(a, b, c, 3, scale=0.7, plain=plain)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (q, kp, vp), fast_mode=fast_mode)
 
 
-def test_custom_function_equals_plain_path():
+@pytest.mark.parametrize("chunk_slabs", [None, 1, 2])
+def test_custom_function_equals_plain_path(monkeypatch, chunk_slabs):
+    if chunk_slabs is not None:  # force several chunks, the last one shorter (5 = 2 + 2 + 1)
+        monkeypatch.setattr(acmix_module, "_CPU_CHUNK_ELEMENTS", chunk_slabs * 4 * 6 * 7)
     gen = torch.Generator().manual_seed(11)
     q = torch.randn(5, 4, 6, 7, generator=gen, requires_grad=True)
     kp = torch.randn(5, 4, 12, 13, generator=gen, requires_grad=True)
     vp = torch.randn(5, 4, 12, 13, generator=gen, requires_grad=True)
     g = torch.randn(5, 4, 6, 7, generator=gen)
-    y_fast = local_window_attention(q, kp, vp, 7, plain=False)
+    y_fast = local_window_attention(q, kp, vp, 7, scale=0.3, plain=False)
     grads_fast = torch.autograd.grad(y_fast, (q, kp, vp), g)
-    y_plain = local_window_attention(q, kp, vp, 7, plain=True)
+    y_plain = local_window_attention(q, kp, vp, 7, scale=0.3, plain=True)
     grads_plain = torch.autograd.grad(y_plain, (q, kp, vp), g)
     torch.testing.assert_close(y_fast, y_plain, rtol=0, atol=1e-5)
     for a, b in zip(grads_fast, grads_plain):

@@ -6,7 +6,9 @@ so an official state dict loads with ``strict=True``, and computes the same numb
 ``ReflectionPad2d`` + ``nn.Unfold`` formulation (``yolox_attn.baselines.acmix_unfold``) without
 materialising its k_att^2 shifted copies of q, k, v: the window attention loops over the k_att^2
 offsets on slices of one padded map, and a custom autograd function recomputes the per-offset
-products in backward instead of storing them.
+products in backward instead of storing them. The convolution path folds ``fc`` into
+``dep_conv`` (both linear) and runs one grouped convolution. Tracing/ONNX export takes a
+plain-op path that computes the same numbers.
 """
 
 from typing import List, Optional, Tuple, Union
@@ -21,9 +23,12 @@ __all__ = ["ACmix", "acmix", "local_window_attention", "reflect_pad2d"]
 
 Size = Union[int, torch.Tensor]  # a tensor while tracing, so exported graphs keep dynamic H, W
 
-# Elements of one (chunk, head_dim, H, W) slab processed per step on CPU: small enough that q, the
-# padded key/value slabs and the scratch buffer stay in a core's L2 cache across all offsets.
-_CPU_CHUNK_ELEMENTS = 1 << 18
+# Elements of one (chunk, head_dim, H, W) slab processed per step on CPU. Chunking bounds the
+# scratch buffers for large maps; chunks are kept large because every op is one OpenMP parallel
+# region, and on a busy machine each region waits for a descheduled thread: one-slab chunks
+# (~6000 regions at (4, 128, 80, 80)) ran 10-30x slower under load, while on an idle machine
+# 2^22 measured the same speed as cache-sized 2^18 chunks.
+_CPU_CHUNK_ELEMENTS = 1 << 22
 
 
 def _exporting() -> bool:
@@ -77,13 +82,14 @@ def _offsets(kernel: int) -> List[Tuple[int, int]]:
 class _LocalWindowAttention(torch.autograd.Function):
     """Softmax attention of every pixel over its k x k window, streamed over the k^2 offsets.
 
-    Forward stores only the softmax weights (k^2 per pixel and head, float32 or wider) besides its inputs;
-    backward recomputes the per-offset products. Work is chunked over batch*head so that each
-    chunk's maps stay cache resident on CPU.
+    Forward keeps only the softmax weights (k^2 per pixel and head, float32 or wider) besides its
+    inputs; backward recomputes the per-offset products instead of storing k^2 of them. Work is
+    chunked over batch*head (see ``_CPU_CHUNK_ELEMENTS``); one chunk on accelerators.
     """
 
     @staticmethod
-    def forward(ctx, q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, kernel: int) -> torch.Tensor:
+    def forward(ctx, q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, kernel: int,
+                scale: float) -> torch.Tensor:
         n, d, h, w = q.shape
         span = kernel - 1
         offsets = _offsets(kernel)
@@ -100,21 +106,21 @@ class _LocalWindowAttention(torch.autograd.Function):
                 torch.mul(qc, _window(kc, dy, dx, span), out=scratch)
                 # float32 accumulation: half logits can overflow before the softmax
                 torch.sum(scratch, 1, dtype=acc, out=logits[o])
-            weights = torch.softmax(logits, dim=0)
+            weights = torch.softmax(logits.mul_(scale), dim=0)
             attn[:, n0:n1] = weights
-            weights = weights.to(q.dtype)
+            weights = weights.to(q.dtype).unsqueeze(2)
             oc = out[n0:n1]
             for o, (dy, dx) in enumerate(offsets):
-                oc.addcmul_(weights[o].unsqueeze(1), _window(vc, dy, dx, span))
+                oc.addcmul_(weights[o], _window(vc, dy, dx, span))
         ctx.save_for_backward(q, kp, vp, attn)
-        ctx.kernel = kernel
+        ctx.kernel, ctx.scale = kernel, scale
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         q, kp, vp, attn = ctx.saved_tensors
-        kernel = ctx.kernel
+        kernel, scale = ctx.kernel, ctx.scale
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
         n, d, h, w = q.shape
         span = kernel - 1
@@ -129,24 +135,24 @@ class _LocalWindowAttention(torch.autograd.Function):
             n1 = min(n0 + chunk, n)
             qc, kc, vc, gc, scratch = q[n0:n1], kp[n0:n1], vp[n0:n1], grad_out[n0:n1], buf[: n1 - n0]
             a = attn[:, n0:n1]
-            a_low = a.to(q.dtype)
+            a_low = a.to(q.dtype).unsqueeze(2)
             grad_a = torch.empty_like(a)
             for o, (dy, dx) in enumerate(offsets):
                 torch.mul(gc, _window(vc, dy, dx, span), out=scratch)
                 torch.sum(scratch, 1, dtype=attn.dtype, out=grad_a[o])
                 if need_v:
-                    _window(grad_v[n0:n1], dy, dx, span).addcmul_(a_low[o].unsqueeze(1), gc)
+                    _window(grad_v[n0:n1], dy, dx, span).addcmul_(a_low[o], gc)
             if not (need_q or need_k):
                 continue
-            # softmax backward: dL = A * (dA - sum_o A dA)
-            grad_logits = (a * (grad_a - (a * grad_a).sum(0, keepdim=True))).to(q.dtype)
+            # softmax backward, dL = A * (dA - sum_o A dA), then through the logit scale
+            grad_logits = (a * (grad_a - (a * grad_a).sum(0, keepdim=True))).mul_(scale)
+            grad_logits = grad_logits.to(q.dtype).unsqueeze(2)
             for o, (dy, dx) in enumerate(offsets):
-                g = grad_logits[o].unsqueeze(1)
                 if need_q:
-                    grad_q[n0:n1].addcmul_(g, _window(kc, dy, dx, span))
+                    grad_q[n0:n1].addcmul_(grad_logits[o], _window(kc, dy, dx, span))
                 if need_k:
-                    _window(grad_k[n0:n1], dy, dx, span).addcmul_(g, qc)
-        return grad_q, grad_k, grad_v, None
+                    _window(grad_k[n0:n1], dy, dx, span).addcmul_(grad_logits[o], qc)
+        return grad_q, grad_k, grad_v, None, None
 
 
 def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -155,20 +161,20 @@ def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _chunk_size(q: torch.Tensor) -> int:
-    """Batch*head rows per step: all at once on accelerators, cache-sized slabs on CPU."""
+    """Batch*head rows per step: all at once on accelerators, bounded slabs on CPU."""
     n, d, h, w = q.shape
     if q.device.type != "cpu":
         return max(n, 1)
     return max(1, min(n, _CPU_CHUNK_ELEMENTS // max(d * h * w, 1)))
 
 
-def _local_window_attention_plain(q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor,
-                                  kernel: int) -> torch.Tensor:
+def _local_window_attention_plain(q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, kernel: int,
+                                  scale: float) -> torch.Tensor:
     """Same numbers as ``_LocalWindowAttention`` from plain differentiable ops (tracing, export)."""
     span = kernel - 1
     offsets = _offsets(kernel)
     logits = torch.stack([(q * _window(kp, dy, dx, span)).sum(1) for dy, dx in offsets], 1)
-    weights = torch.softmax(logits.to(_softmax_dtype(q.dtype)), dim=1).to(q.dtype)
+    weights = torch.softmax(logits.to(_softmax_dtype(q.dtype)) * scale, dim=1).to(q.dtype)
     out = weights[:, 0:1] * _window(vp, 0, 0, span)
     for o, (dy, dx) in enumerate(offsets[1:], start=1):
         out = out + weights[:, o:o + 1] * _window(vp, dy, dx, span)
@@ -176,29 +182,32 @@ def _local_window_attention_plain(q: torch.Tensor, kp: torch.Tensor, vp: torch.T
 
 
 def local_window_attention(q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, kernel: int,
-                           plain: Optional[bool] = None) -> torch.Tensor:
-    """``out_u = sum_o softmax_o(q_u . kp_{u+o}) vp_{u+o}`` over the ``kernel`` x ``kernel`` window.
+                           scale: float = 1.0, plain: Optional[bool] = None) -> torch.Tensor:
+    """``out_u = sum_o softmax_o(scale * q_u . kp_{u+o}) vp_{u+o}`` over a ``kernel``^2 window.
 
     q: (N, d, H, W); kp, vp: (N', d, H + kernel - 1, W + kernel - 1) with N' in {1, N}, already
-    padded. ``plain`` forces (True) or forbids (False) the plain-op path; by default it is used
-    only while tracing/exporting/compiling.
+    padded; returns (N, d, H, W). ``plain`` forces (True) or forbids (False) the plain-op path;
+    by default it is taken only while tracing/exporting/compiling.
     """
     if plain is None:
         plain = _exporting()
     if plain:
-        return _local_window_attention_plain(q, kp, vp, kernel)
+        return _local_window_attention_plain(q, kp, vp, kernel, scale)
     n = q.shape[0]
     kp = kp.to(q.dtype).expand(n, -1, -1, -1).contiguous()
     vp = vp.to(q.dtype).expand(n, -1, -1, -1).contiguous()
-    return _LocalWindowAttention.apply(q.contiguous(), kp, vp, kernel)
+    return _LocalWindowAttention.apply(q.contiguous(), kp, vp, kernel, float(scale))
 
 
 def _position(h: Size, w: Size, like: torch.Tensor) -> torch.Tensor:
     """(1, 2, h, w): channel 0 is x = linspace(-1, 1, w), channel 1 is y = linspace(-1, 1, h)."""
     if isinstance(h, torch.Tensor) or isinstance(w, torch.Tensor):
         # traced sizes: an arange form that exports with dynamic axes (linspace(-1, 1, 1) = -1)
-        loc_w = torch.arange(w, device=like.device).to(like.dtype) * (2.0 / (w - 1).clamp(min=1)).to(like.dtype) - 1
-        loc_h = torch.arange(h, device=like.device).to(like.dtype) * (2.0 / (h - 1).clamp(min=1)).to(like.dtype) - 1
+        def line(n: torch.Tensor) -> torch.Tensor:
+            step = (2.0 / (n - 1).clamp(min=1)).to(like.dtype)
+            return torch.arange(n, device=like.device).to(like.dtype) * step - 1
+
+        loc_w, loc_h = line(w), line(h)
     else:
         loc_w = torch.linspace(-1.0, 1.0, w, device=like.device, dtype=like.dtype)
         loc_h = torch.linspace(-1.0, 1.0, h, device=like.device, dtype=like.dtype)
@@ -223,7 +232,8 @@ class ACmix(nn.Module):
       ``pe = conv_p(xy grid in [-1, 1])``. ``q_u . pe_u`` is constant over the window and cancels
       in the softmax, so the logits are ``q_u . pad(k - pe)_{u+o}``.
     * convolution: ``fc`` (3*head -> kernel_conv^2, no bias) mixes q, k, v per head, then the
-      grouped ``dep_conv`` (one-hot shift kernels at init, no bias, as upstream) aggregates.
+      grouped ``dep_conv`` (one-hot shift kernels at init, no bias, as upstream) aggregates;
+      computed as one grouped conv whose kernel is ``dep_conv`` composed with ``fc``.
 
     Parameter names and shapes are the official ones (``conv1..3, conv_p, fc, dep_conv, rate1,
     rate2``). Stride and dilation are fixed at 1; ``kernel_att`` and ``kernel_conv`` must be odd
@@ -290,23 +300,23 @@ class ACmix(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
         b, c, h, w = q.shape
-        n = b * self.head
-        hd = self.head_dim
+        nh, hd = self.head, self.head_dim
 
-        # attention path; a Python-float scale keeps half tensors half
-        pe = self.conv_p(_position(h, w, q))
-        q_att = q.reshape(n, hd, h, w) * (float(hd) ** -0.5)
-        # pad(k) - pad(pe) = pad(k - pe): one padded map instead of k and pe separately
-        k_pad = reflect_pad2d(k.reshape(n, hd, h, w) - pe.to(k.dtype), self.padding_att)
-        v_pad = reflect_pad2d(v.reshape(n, hd, h, w), self.padding_att)
-        out_att = local_window_attention(q_att, k_pad, v_pad, self.kernel_att).reshape(b, c, h, w)
+        # attention path: pad(k) - pad(pe) = pad(k - pe), one padded map instead of two
+        pe = self.conv_p(_position(h, w, q)).to(k.dtype)
+        k_pad = reflect_pad2d(k.reshape(b * nh, hd, h, w) - pe, self.padding_att)
+        v_pad = reflect_pad2d(v.reshape(b * nh, hd, h, w), self.padding_att)
+        out_att = local_window_attention(q.reshape(b * nh, hd, h, w), k_pad, v_pad, self.kernel_att,
+                                         scale=float(hd) ** -0.5).reshape(b, c, h, w)
 
-        # convolution path
-        f_all = self.fc(torch.cat([q.reshape(b, self.head, hd, h * w),
-                                   k.reshape(b, self.head, hd, h * w),
-                                   v.reshape(b, self.head, hd, h * w)], 1))
-        f_conv = f_all.permute(0, 2, 1, 3).reshape(b, -1, h, w)
-        out_conv = self.dep_conv(f_conv)
+        # convolution path: upstream's fc (1x1 over the 3*head maps of each head_dim group) and
+        # grouped dep_conv are both linear, so they fold into one grouped conv over the maps
+        # ordered (group, q/k/v, head) with kernel sum_j dep_conv[:, j] * fc[j]. This skips
+        # upstream's two (B, k_conv^2 * head_dim, H, W) intermediates.
+        stacked = torch.stack([t.reshape(b, nh, hd, h, w).transpose(1, 2) for t in (q, k, v)], 2)
+        w_conv = torch.einsum("ojyx,jc->ocyx", self.dep_conv.weight, self.fc.weight[:, :, 0, 0])
+        out_conv = F.conv2d(stacked.reshape(b, 3 * c, h, w), w_conv.to(stacked.dtype), None,
+                            padding=self.kernel_conv // 2, groups=hd)
         return self.rate1 * out_att + self.rate2 * out_conv
 
     def extra_repr(self) -> str:
