@@ -157,3 +157,51 @@ def test_bench_ccnet_bad_arguments(argv, expected, capsys):
     err = capsys.readouterr().err
     for text in expected:
         assert text in err
+
+
+def test_bench_modules_json_columns_diffs_and_memory(capsys):
+    from yolox_attn.tools import bench_modules
+
+    rows = bench_modules.main(["--shape", "1", "16", "9", "11", "--repeats", "1", "--warmup", "0",
+                               "--threads", "1", "--device", "cpu", "--json"])
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert printed == rows
+    cases = [r for r in rows if r["kind"] == "case"]
+    compares = [r for r in rows if r["kind"] == "compare"]
+    assert [(r["pair"], r["impl"]) for r in cases] == bench_modules.CASES
+    assert [r["pair"] for r in compares] == list(bench_modules.PAIRS)
+    for row in cases:
+        assert set(row) == set(bench_modules.CASE_COLUMNS), row["label"]
+        assert row["error"] is None, row
+        assert all(row[c] is not None for c in bench_modules.CASE_COLUMNS if c != "error"), row
+        # Memory of one step measured in a worker; never assert timings.
+        assert isinstance(row["peak_mib"], float) and row["peak_mib"] > 0, row
+    for row in compares:
+        assert set(row) == set(bench_modules.COMPARE_COLUMNS), row["pair"]
+        assert row["error"] is None, row
+        assert all(row[c] is not None for c in bench_modules.COMPARE_COLUMNS if c != "error"), row
+        assert row["max_abs_diff_out"] <= 1e-5 and row["max_abs_diff_grad_x"] <= 1e-5, row
+        assert row["within_tolerance"] is True
+        assert isinstance(row["memory_ratio"], float) and row["memory_ratio"] > 0
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--shape", "1", "16", "9"], ["--shape", "expected 4 arguments"]),
+        (["--shape", "1", "0", "9", "11"], ["'0'", ">= 1"]),
+        (["--only", "foo"], ["foo", "acmix, cca"]),
+        (["--shape", "1", "4", "9", "11", "--only", "cca"], ["C=4", "C >= 8"]),
+        (["--shape", "1", "10", "9", "11", "--only", "acmix"], ["C=10", "divisible by", "4 heads"]),
+        (["--repeats", "0"], ["'0'", ">= 1"]),
+    ],
+)
+def test_bench_modules_bad_arguments(argv, expected, capsys):
+    from yolox_attn.tools import bench_modules
+
+    with pytest.raises(SystemExit) as exc:
+        bench_modules.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    for text in expected:
+        assert text in err

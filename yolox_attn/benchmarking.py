@@ -11,12 +11,15 @@ caches fall before the baseline), separately for each phase:
   cannot be reset, and a spawned worker inherits its parent's peak through it (a parent that
   once held 1.6 GiB makes every worker read at least 1.6 GiB), which hides any smaller peak.
   Resident memory is what the allocator holds, so tiny phases read coarse figures (even 0).
+  Workers run with a fixed glibc mmap threshold (``MALLOC_MMAP_THRESHOLD_``, see ``run_worker``),
+  so that every tensor above 128 KiB is its own mapping and the RSS peak follows the live tensors.
 * CUDA: ``torch.cuda.max_memory_allocated`` over ``memory_allocated`` at the start of the phase.
 """
 
 import argparse
 import ctypes
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -29,6 +32,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 MIB = 2**20
+# Memory workers' glibc mmap threshold: see run_worker.
+MMAP_THRESHOLD = 128 * 1024
 
 
 def log(msg: str) -> None:
@@ -237,14 +242,27 @@ def worker_report(measure: Callable[[], Dict]) -> None:
     print(json.dumps(result), flush=True)
 
 
-def run_worker(module: str, argv: Sequence[str]) -> Dict:
+def run_worker(module: str, argv: Sequence[str], mmap_threshold: Optional[int] = MMAP_THRESHOLD) -> Dict:
     """Run ``python -m module *argv`` in a fresh process; return the JSON of its last stdout line.
 
+    ``mmap_threshold``: glibc's ``MALLOC_MMAP_THRESHOLD_`` for the worker (bytes; None: the
+    default dynamic threshold; a value already in the environment wins).
     A worker killed by a signal (the kernel's OOM killer sends SIGKILL) gives ``{"error": ...}``
     for the caller's row; any other failure is a bug and raises. Its stderr passes through.
     """
     cmd = [sys.executable, "-m", module, *argv]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if mmap_threshold is not None:
+        # Needed despite malloc_trim, which only cleans up before a phase: inside it, glibc's
+        # dynamic threshold rises to the size of each freed mmapped block (up to 32 MiB), so later
+        # tensors come from the heap, whose freed gaps fit or not by allocation order; the RSS
+        # peak then overstates the live tensors by a noisy margin (bench_modules, 2x32x40x40, MiB,
+        # default / fixed 128 KiB / live tensors by torch.profiler: UnfoldACmix 120-139 / 85 / 83,
+        # CrissCrossAttention 16-19 / 9 / 7, CommonCrissCross 16-20 / 10.4 / 10, enough to flip the
+        # CCA memory ratio). With it every tensor above 128 KiB is mapped alone and unmapped when
+        # freed. Memory workers only: it adds page faults to large allocations, so never time under it.
+        env.setdefault("MALLOC_MMAP_THRESHOLD_", str(mmap_threshold))
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
     if proc.returncode < 0:
         hint = " (out of memory?)" if proc.returncode == -9 else ""
         return {"error": f"memory worker killed by signal {-proc.returncode}{hint}"}
@@ -254,11 +272,13 @@ def run_worker(module: str, argv: Sequence[str]) -> Dict:
     return json.loads(lines[-1])
 
 
-def run_workers(module: str, argvs: Sequence[Sequence[str]], jobs: int = 1) -> List[Dict]:
+def run_workers(
+    module: str, argvs: Sequence[Sequence[str]], jobs: int = 1, mmap_threshold: Optional[int] = MMAP_THRESHOLD
+) -> List[Dict]:
     """``run_worker`` for each argument list, ``jobs`` at a time, results in order.
 
     Running several at once is sound for memory (each process has its own peak RSS or CUDA
     statistics), as long as the machine holds them all; never overlap them with timing.
     """
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(lambda argv: run_worker(module, argv), argvs))
+        return list(pool.map(lambda argv: run_worker(module, argv, mmap_threshold), argvs))

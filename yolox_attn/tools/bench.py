@@ -21,7 +21,8 @@ row (plain YOLOX, always measured):
 * peak memory of one inference and of one training step, each row in a fresh worker process,
   after model build and a 64x64 warm-up (see ``yolox_attn.benchmarking``). CPU (Linux): peak RSS
   (VmHWM, reset through /proc/self/clear_refs before each phase) over the RSS at the phase's
-  start, with freed heap returned to the OS first (malloc_trim). CUDA:
+  start, with freed heap returned to the OS first (malloc_trim) and a fixed glibc mmap threshold
+  (large tensors unmapped when freed). CUDA:
   torch.cuda.max_memory_allocated over the memory allocated at the phase's start.
 
 Timings run in this process with the repeats interleaved across attentions (round-robin), so a

@@ -1,59 +1,68 @@
 """Side-by-side fwd+bwd time and peak memory of the fast attention modules and the common copies.
 
-    python -m yolox_attn.tools.bench_modules [--shape B C H W] [--threads 2] [--repeats N] [--json]
+    python -m yolox_attn.tools.bench_modules [--shape B C H W] [--threads 2] [--repeats N]
+        [--warmup N] [--only acmix|cca ...] [--device auto|cpu|cuda] [--json]
 
 Pairs (same weights, same input):
 
 * ``acmix``: ``yolox_attn.attention.ACmix`` vs ``yolox_attn.baselines.acmix_unfold.UnfoldACmix``;
-* ``cca``: ``CrissCrossAttention(recurrence=2)`` vs ``CommonCrissCross`` applied twice, with
+* ``cca``: ``CrissCrossAttention(recurrence=2)`` vs ``CommonCrissCross(recurrence=2)``, with
   ``gamma`` set to 1 in both (at its init value 0 both are the identity and the comparison of
   outputs would say nothing).
 
-Each case runs twice, each time in a fresh subprocess: once for time (warm-up, then the timed
-repeats) and once for peak memory, so that the peak is the case's own and the memory
-measurement does not change the timing. Peak memory: on CPU the growth of the process's peak
-RSS (``resource.getrusage().ru_maxrss``) over the warm-up and one more run, above its value
-once module and input are built and one tiny run has started the thread pools; on CUDA
-``torch.cuda.max_memory_allocated`` above the memory allocated before the runs. The CPU memory
-worker runs with a fixed glibc mmap threshold (``MALLOC_MMAP_THRESHOLD_=131072`` unless set
-already): every tensor above 128 KiB is then its own mapping, returned to the system when
-freed, so the RSS peak tracks the peak of live tensors rather than glibc's heap retention
-(which inflates both sides and depends on allocation order). The timing worker keeps the
-default allocator (a fixed threshold adds page faults to every large allocation). On CUDA every
-case is also timed in float16 (``.half()``).
-Progress goes to stderr; the table (or ``--json`` rows) to stdout.
+One step is a forward and a backward of ``y.float().sum()`` (to the input and the parameters).
+Measured with ``yolox_attn.benchmarking``, as ``tools/bench.py`` and ``tools/bench_ccnet.py`` do:
+
+* time: every case in this process, ``--warmup`` + ``--repeats`` steps round-robin across the
+  cases (so a shared machine's drift hits all alike); median [min, max] of the repeats;
+* peak memory of one step, each case in a fresh worker process, after building module and input
+  and one step on a tiny input. CPU (Linux): peak RSS (VmHWM, reset through /proc/self/clear_refs
+  before the step) over the RSS at its start, with freed heap returned to the OS first
+  (malloc_trim) and a fixed glibc mmap threshold (large tensors unmapped when freed). CUDA:
+  torch.cuda.max_memory_allocated over the memory allocated at its start;
+* max abs difference of the output and of the input gradient, fast vs common, from the last
+  timed step of each (float32 must agree within ``DIFF_TOLERANCE``).
+
+On CUDA every case is also run in float16 (``.half()``). A case that runs out of memory reports
+the error in its row instead of stopping the run.
+Progress goes to stderr; the table (or ``--json`` rows, one JSON object per line) to stdout.
 """
 
 import argparse
 import json
 import os
-import resource
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from yolox_attn import benchmarking as bm
+
+PAIRS: Tuple[str, ...] = ("acmix", "cca")
 # (pair, implementation) -> label; the first implementation of a pair is the fast one.
 CASES: List[Tuple[str, str]] = [("acmix", "fast"), ("acmix", "unfold"), ("cca", "fast"), ("cca", "common")]
 LABELS: Dict[Tuple[str, str], str] = {
     ("acmix", "fast"): "ACmix (fast)",
     ("acmix", "unfold"): "UnfoldACmix (common)",
     ("cca", "fast"): "CrissCrossAttention R=2 (fast)",
-    ("cca", "common"): "CommonCrissCross x2 (common)",
+    ("cca", "common"): "CommonCrissCross R=2 (common)",
 }
-
+WARM_SIDE = 8  # side of the tiny input stepped before any measurement (thread pools, kernel caches)
+WORKER_MODULE = "yolox_attn.tools.bench_modules"  # not __name__, which is "__main__" under -m
 
 # The fast modules must match the common copies this closely (max abs output difference).
 DIFF_TOLERANCE: Dict[str, float] = {"float32": 1e-5}
 
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+# Every JSON row of a kind has exactly these keys.
+CASE_COLUMNS: Tuple[str, ...] = (
+    "kind", "label", "pair", "impl", "dtype", "device", "threads", "shape", "load_avg_1min",
+    "median_s", "min_s", "max_s", "peak_mib", "error",
+)
+COMPARE_COLUMNS: Tuple[str, ...] = (
+    "kind", "pair", "dtype", "device", "speedup_median", "memory_ratio", "max_abs_diff_out", "tolerance",
+    "within_tolerance", "max_abs_diff_grad_x", "error",
+)
 
 
 def build_case(pair: str, impl: str, channels: int, seed: int) -> nn.Module:
@@ -84,189 +93,207 @@ def build_case(pair: str, impl: str, channels: int, seed: int) -> nn.Module:
     raise ValueError(f"unknown pair {pair!r}")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+class Case:
+    """Module and input of one (pair, impl, dtype); ``step()`` keeps the last output and input grad."""
 
+    def __init__(self, pair: str, impl: str, dtype: str, args: argparse.Namespace):
+        device, torch_dtype = args.device, getattr(torch, dtype)
+        self.module = build_case(pair, impl, args.shape[1], args.seed).to(device=device, dtype=torch_dtype)
+        gen = torch.Generator().manual_seed(args.seed + 1)
+        self.x = torch.randn(*args.shape, generator=gen).to(device=device, dtype=torch_dtype).requires_grad_(True)
+        self.small = torch.randn(1, args.shape[1], WARM_SIDE, WARM_SIDE, generator=gen).to(
+            device=device, dtype=torch_dtype).requires_grad_(True)
+        self.y: Optional[torch.Tensor] = None
 
-def run_worker(args: argparse.Namespace) -> None:
-    """One case in this (fresh) process; prints one JSON line.
-
-    ``--mode time``: warm-up and timed runs, saves the output and input gradient to ``--out``.
-    ``--mode memory``: the peak memory of ``--warmup`` + 1 runs over the memory in use before.
-    """
-    pair, impl = args.worker.split(":")
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    dtype = getattr(torch, args.dtype)
-    module = build_case(pair, impl, args.shape[1], args.seed).to(device=device, dtype=dtype)
-    gen = torch.Generator().manual_seed(args.seed + 1)
-    x = torch.randn(*args.shape, generator=gen).to(device=device, dtype=dtype).requires_grad_(True)
-
-    def step() -> torch.Tensor:
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """One forward + backward of ``x``."""
         x.grad = None
-        module.zero_grad(set_to_none=True)
-        y = module(x)
+        self.module.zero_grad(set_to_none=True)
+        y = self.module(x)
         y.float().sum().backward()
         return y
 
-    # a tiny run first: thread pools and kernel caches start outside the measured window
-    tiny = torch.randn(1, args.shape[1], 8, 8, device=device, dtype=dtype, requires_grad=True)
-    module(tiny).float().sum().backward()
-    del tiny
-    _sync(device)
-    row = {"pair": pair, "impl": impl, "dtype": args.dtype, "device": str(device), "threads": args.threads,
-           "shape": list(args.shape)}
-    label = f"    {LABELS[(pair, impl)]} {args.dtype}"
-    if args.mode == "memory":
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
-        else:
-            base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        for _ in range(args.warmup + 1):
-            step()
-        _sync(device)
-        if device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(device) - base
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-        _log(f"{label} peak memory: {peak / 2**20:.1f} MiB")
-        print(json.dumps({**row, "peak_mib": peak / 2**20}))
-        return
-    times: List[float] = []
-    for i in range(args.warmup + args.repeats):
-        t0 = time.perf_counter()
-        y = step()
-        _sync(device)
-        dt = time.perf_counter() - t0
-        kind = "warm-up" if i < args.warmup else f"repeat {i - args.warmup + 1}/{args.repeats}"
-        _log(f"{label} {kind}: {dt:.3f} s")
-        if i >= args.warmup:
-            times.append(dt)
-    torch.save({"y": y.detach().cpu(), "grad": x.grad.detach().cpu()}, args.out)
-    print(json.dumps({**row, "load_avg_1min": os.getloadavg()[0], "median_s": statistics.median(times),
-                      "min_s": min(times), "max_s": max(times)}))
+    def step(self) -> None:
+        self.y = self.run(self.x).detach()
+
+    def warm(self) -> None:
+        self.run(self.small)
 
 
-def _run_worker(pair: str, impl: str, dtype: str, mode: str, args: argparse.Namespace, out: str) -> Dict:
-    cmd = [sys.executable, "-m", "yolox_attn.tools.bench_modules", "--worker", f"{pair}:{impl}",
-           "--mode", mode, "--shape", *map(str, args.shape), "--threads", str(args.threads),
-           "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--device", args.device,
-           "--dtype", dtype, "--seed", str(args.seed), "--out", out]
-    env = dict(os.environ)
-    if mode == "memory":
-        env.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")  # see the module docstring
-    # stderr (progress) passes through
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"case {pair}:{impl} ({dtype}, {mode}) failed with exit code {proc.returncode}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+# ------------------------------------------------------------------------- arguments
+def _pairs(text: str) -> str:
+    if text not in PAIRS:
+        raise argparse.ArgumentTypeError(f"unknown pair {text!r}; allowed: {', '.join(PAIRS)}")
+    return text
 
 
-def _run_case(pair: str, impl: str, dtype: str, args: argparse.Namespace, tmp: str) -> Dict:
-    """Timing and memory of one case, each in a fresh subprocess."""
-    out = os.path.join(tmp, f"{pair}-{impl}-{dtype}.pt")
-    row = _run_worker(pair, impl, dtype, "time", args, out)
-    row["peak_mib"] = _run_worker(pair, impl, dtype, "memory", args, out)["peak_mib"]
-    row["file"] = out
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Command line; argparse errors name the bad value and what is allowed."""
+    p = argparse.ArgumentParser(
+        prog="python -m yolox_attn.tools.bench_modules",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--shape", type=bm.int_at_least(1), nargs=4, default=[4, 128, 80, 80],
+                   metavar=("B", "C", "H", "W"), help="input shape (default 4 128 80 80)")
+    p.add_argument("--threads", type=bm.int_at_least(1), default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument("--repeats", type=bm.int_at_least(1), default=3, help="timed steps per case (default 3)")
+    p.add_argument("--warmup", type=bm.int_at_least(0), default=1, help="untimed steps per case first (default 1)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto: CUDA (float32 and float16) when available, else CPU (default auto)")
+    p.add_argument("--only", type=_pairs, nargs="*", metavar="PAIR",
+                   help=f"run only these pairs, from {', '.join(PAIRS)} (default all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON rows (one per line) instead of the table")
+    # internal: "<pair>:<impl>", peak memory of one case in a worker
+    p.add_argument("--worker", choices=[f"{pair}:{impl}" for pair, impl in CASES], help=argparse.SUPPRESS)
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.pairs = [pair for pair in PAIRS if not args.only or pair in args.only]
+    channels = args.shape[1]
+    if "cca" in args.pairs and channels < 8:
+        p.error(f"--shape: C={channels} is too small for cca: it needs C >= 8 (C/8 query channels)")
+    if "acmix" in args.pairs and channels % 4:
+        p.error(f"--shape: C={channels} does not suit acmix: it needs C divisible by its 4 heads")
+    try:
+        args.device = bm.resolve_device(args.device)
+    except ValueError as err:
+        p.error(str(err))
+    return args
+
+
+# ---------------------------------------------------------------------------- worker
+def memory_worker(args: argparse.Namespace) -> None:
+    """Peak memory of one step of one case, in this fresh process; prints one JSON line."""
+    pair, impl = args.worker.split(":")
+    torch.set_num_threads(args.threads)
+
+    def measure() -> Dict:
+        case = Case(pair, impl, args.dtype, args)
+        return {"peak_mib": bm.measure_peaks({"step": case.step}, args.device, warmup=case.warm)["step"]}
+
+    bm.worker_report(measure)
+
+
+def _worker_argv(args: argparse.Namespace, pair: str, impl: str, dtype: str) -> List[str]:
+    return ["--worker", f"{pair}:{impl}", "--dtype", dtype, "--shape", *map(str, args.shape),
+            "--threads", str(args.threads), "--device", args.device.type, "--seed", str(args.seed)]
+
+
+# ------------------------------------------------------------------------------- run
+def _max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.double() - b.double()).abs().max().item()
+
+
+def _compare_row(pair: str, dtype: str, fast: Dict, slow: Dict, cases: Dict[Tuple[str, str], Case],
+                 device: torch.device) -> Dict:
+    """Speed-up, memory ratio and output / input-gradient differences of one pair."""
+    impls = [impl for p, impl in CASES if p == pair]
+    row = {c: None for c in COMPARE_COLUMNS} | {"kind": "compare", "pair": pair, "dtype": dtype,
+                                                 "device": device.type, "tolerance": DIFF_TOLERANCE.get(dtype)}
+    errors = [f"{r['impl']}: {r['error']}" for r in (fast, slow) if r["error"]]
+    if errors:
+        row["error"] = "; ".join(errors)
+        return row
+    row["speedup_median"] = bm.ratio(slow["median_s"], fast["median_s"])
+    row["memory_ratio"] = bm.ratio(fast["peak_mib"], slow["peak_mib"])
+    a, b = cases[(pair, impls[0])], cases[(pair, impls[1])]
+    row["max_abs_diff_out"] = _max_abs_diff(a.y, b.y)
+    row["max_abs_diff_grad_x"] = _max_abs_diff(a.x.grad, b.x.grad)
+    if row["tolerance"] is not None:
+        row["within_tolerance"] = row["max_abs_diff_out"] <= row["tolerance"]
     return row
 
 
-def run_all(args: argparse.Namespace) -> List[Dict]:
-    """All cases (each in its own subprocess) and one comparison row per pair and dtype."""
-    dtypes = ["float32"] + (["float16"] if args.device.startswith("cuda") else [])
+def run(args: argparse.Namespace) -> List[Dict]:
+    """Case rows (memory in workers, then interleaved timing here) and one comparison row per
+    pair and dtype; every row has every column of ``CASE_COLUMNS`` or ``COMPARE_COLUMNS``."""
+    torch.set_num_threads(args.threads)
+    device = args.device
+    dtypes = ["float32"] + (["float16"] if device.type == "cuda" else [])
+    keys = [(pair, impl) for pair, impl in CASES if pair in args.pairs]
     rows: List[Dict] = []
-    cases = [(pair, impl) for pair, impl in CASES if not args.only or pair in args.only]
-    total = len(cases) * len(dtypes)
-    with tempfile.TemporaryDirectory() as tmp:
-        done = 0
-        for dtype in dtypes:
-            by_case: Dict[Tuple[str, str], Dict] = {}
-            for pair, impl in cases:
-                done += 1
-                _log(f"[{done}/{total}] {LABELS[(pair, impl)]} {dtype} {tuple(args.shape)} on {args.device}, "
-                     f"{args.threads} threads")
-                row = _run_case(pair, impl, dtype, args, tmp)
-                by_case[(pair, impl)] = row
-                rows.append({**{k: v for k, v in row.items() if k != "file"}, "kind": "case",
-                             "label": LABELS[(pair, impl)]})
-            for pair in dict.fromkeys(p for p, _ in CASES):
-                impls = [i for p, i in CASES if p == pair]
-                if (pair, impls[0]) not in by_case:
-                    continue
-                fast, slow = by_case[(pair, impls[0])], by_case[(pair, impls[1])]
-                a, b = torch.load(fast["file"]), torch.load(slow["file"])
-                diff = (a["y"].double() - b["y"].double()).abs().max().item()
-                rows.append({
-                    "kind": "compare", "pair": pair, "dtype": dtype, "device": args.device,
-                    "speedup_median": slow["median_s"] / fast["median_s"],
-                    "memory_ratio": fast["peak_mib"] / slow["peak_mib"] if slow["peak_mib"] > 0 else None,
-                    "max_abs_diff_out": diff,
-                    "tolerance": DIFF_TOLERANCE.get(dtype),
-                    "within_tolerance": diff <= DIFF_TOLERANCE[dtype] if dtype in DIFF_TOLERANCE else None,
-                    "max_abs_diff_grad_x": (a["grad"].double() - b["grad"].double()).abs().max().item(),
-                })
+    for dtype in dtypes:
+        where = f"{dtype} {tuple(args.shape)} on {device.type}, {args.threads} threads"
+        case_rows = {
+            key: {c: None for c in CASE_COLUMNS} | {
+                "kind": "case", "label": LABELS[key], "pair": key[0], "impl": key[1], "dtype": dtype,
+                "device": device.type, "threads": args.threads, "shape": list(args.shape)}
+            for key in keys
+        }
+        bm.log(f"[memory] {len(keys)} cases, {where}, each in a fresh worker")
+        results = bm.run_workers(WORKER_MODULE, [_worker_argv(args, *key, dtype) for key in keys])
+        for key, result in zip(keys, results):
+            bm.log(f"  [memory] {LABELS[key]} {dtype}: {result}")
+            case_rows[key].update(result)
+
+        cases = {key: Case(*key, dtype, args) for key in keys if not case_rows[key]["error"]}
+        for case in cases.values():
+            case.warm()
+        steps: Dict[str, Callable[[], object]] = {LABELS[key]: case.step for key, case in cases.items()}
+        bm.log(f"[time] {len(steps)} cases, {where}: {args.warmup} warm-up + {args.repeats} repeats, interleaved")
+        timings = bm.interleaved_timings(steps, args.repeats, args.warmup, device, dtype)
+        load = os.getloadavg()[0]
+        for key in cases:
+            result, row = timings[LABELS[key]], case_rows[key]
+            row["load_avg_1min"] = load
+            if isinstance(result, str):
+                row["error"] = result
+                continue
+            row.update(median_s=result.median_s, min_s=result.min_s, max_s=result.max_s)
+
+        rows += case_rows.values()
+        for pair in args.pairs:
+            fast, slow = (case_rows[(p, impl)] for p, impl in CASES if p == pair)
+            rows.append(_compare_row(pair, dtype, fast, slow, cases, device))
+        del cases
     return rows
 
 
+# ----------------------------------------------------------------------------- table
 def format_table(rows: List[Dict], args: argparse.Namespace) -> str:
     """Readable table of the case rows followed by the comparison rows."""
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    lines = [f"fwd+bwd of shape {tuple(args.shape)} on {args.device}, {args.threads} threads, "
-             f"{args.repeats} repeats after {args.warmup} warm-up; load average now {load} "
+    memory = ("peak RSS growth (VmHWM, reset) over one step" if args.device.type == "cpu"
+              else "torch.cuda.max_memory_allocated growth over one step")
+    lines = [f"fwd+bwd of shape {tuple(args.shape)} on {args.device.type}, {args.threads} threads, "
+             f"{args.repeats} repeats after {args.warmup} warm-up, interleaved; load average now {load} "
              f"on {os.cpu_count()} CPUs (timings are only comparable on an idle machine)",
+             f"peak MiB: {memory}, in a fresh worker per case",
              f"{'module':34s} {'dtype':8s} {'median s':>9s} {'min s':>8s} {'max s':>8s} {'peak MiB':>9s}"]
     for r in rows:
         if r["kind"] == "case":
-            lines.append(f"{r['label']:34s} {r['dtype']:8s} {r['median_s']:9.3f} {r['min_s']:8.3f} "
-                         f"{r['max_s']:8.3f} {r['peak_mib']:9.1f}")
+            lines.append(f"{r['label']:34s} {r['dtype']:8s} {bm.fmt(r['median_s'], '.3f'):>9s} "
+                         f"{bm.fmt(r['min_s'], '.3f'):>8s} {bm.fmt(r['max_s'], '.3f'):>8s} "
+                         f"{bm.fmt(r['peak_mib'], '.1f'):>9s}" + (f"  error: {r['error']}" if r["error"] else ""))
     lines.append("")
     lines.append(f"{'pair':8s} {'dtype':8s} {'speed-up':>9s} {'mem fast/common':>16s} "
                  f"{'max|dy|':>10s} {'max|dx grad|':>13s}  max|dy| check")
     for r in rows:
         if r["kind"] == "compare":
-            mem = "n/a" if r["memory_ratio"] is None else f"{r['memory_ratio']:.3f}"
+            speedup = "-" if r["speedup_median"] is None else f"{r['speedup_median']:.2f}x"
             check = ("n/a" if r["within_tolerance"] is None
                      else f"{'ok' if r['within_tolerance'] else 'FAIL'} (<= {r['tolerance']:g})")
-            lines.append(f"{r['pair']:8s} {r['dtype']:8s} {r['speedup_median']:8.2f}x {mem:>16s} "
-                         f"{r['max_abs_diff_out']:10.2e} {r['max_abs_diff_grad_x']:13.2e}  {check}")
+            lines.append(f"{r['pair']:8s} {r['dtype']:8s} {speedup:>9s} {bm.fmt(r['memory_ratio'], '.3f'):>16s} "
+                         f"{bm.fmt(r['max_abs_diff_out'], '.2e'):>10s} {bm.fmt(r['max_abs_diff_grad_x'], '.2e'):>13s}"
+                         f"  {check}" + (f"  error: {r['error']}" if r["error"] else ""))
     return "\n".join(lines)
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shape", type=int, nargs=4, default=[4, 128, 80, 80], metavar=("B", "C", "H", "W"))
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every case (default 2)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per case (default 3)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--only", nargs="*", choices=["acmix", "cca"], help="run only these pairs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
-    # internal: one case in a subprocess
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
-    p.add_argument("--mode", choices=["time", "memory"], default="time", help=argparse.SUPPRESS)
-    p.add_argument("--out", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
-        p.error("--repeats and --threads must be >= 1, --warmup >= 0")
-    return args
-
-
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
+    """Entry point; returns the rows (the worker mode returns an empty list)."""
     args = parse_args(argv)
     if args.worker:
-        run_worker(args)
-        return
-    rows = run_all(args)
+        memory_worker(args)
+        return []
+    rows = run(args)
     if args.json:
         for r in rows:
             print(json.dumps(r))
     else:
         print(format_table(rows, args))
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
