@@ -1,4 +1,4 @@
-# YOLOX-m with Coordinate Attention on dark3/dark4/dark5.
+# YOLOX-m (YOLOX's own m settings) with Coordinate Attention on dark3/dark4/dark5.
 import os
 
 from yolox_attn.exp import AttentionExp
@@ -7,7 +7,6 @@ from yolox_attn.exp import AttentionExp
 class Exp(AttentionExp):
     def __init__(self):
         super().__init__()
-        self.depth = 0.67
-        self.width = 0.75
+        self.use_yolox_size("m")
         self.attention = "ca"
         self.exp_name = os.path.split(os.path.realpath(__file__))[1].split(".")[0]

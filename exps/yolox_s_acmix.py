@@ -1,4 +1,4 @@
-# YOLOX-s with ACmix on dark3/dark4/dark5.
+# YOLOX-s (YOLOX's own s settings) with ACmix on dark3/dark4/dark5.
 import os
 
 from yolox_attn.exp import AttentionExp
@@ -7,7 +7,6 @@ from yolox_attn.exp import AttentionExp
 class Exp(AttentionExp):
     def __init__(self):
         super().__init__()
-        self.depth = 0.33
-        self.width = 0.50
+        self.use_yolox_size("s")
         self.attention = "acmix"
         self.exp_name = os.path.split(os.path.realpath(__file__))[1].split(".")[0]

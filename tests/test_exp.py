@@ -7,10 +7,12 @@ from conftest import EXPS_DIR, load_exp, random_targets, small_exp
 from yolox_attn.attention import ResidualGate
 from yolox_attn.neck import AttentionPAFPN
 
-SIZES = {"nano": (0.33, 0.25, True), "tiny": (0.33, 0.375, False), "s": (0.33, 0.50, False),
-         "m": (0.67, 0.75, False), "l": (1.0, 1.0, False), "x": (1.33, 1.25, False)}
+SIZES = ("nano", "tiny", "s", "m", "l", "x")
 ATTENTIONS = {"cam": "ca", "cca": "cca", "acmix": "acmix"}
 EXP_FILES = sorted(EXPS_DIR.glob("yolox_*_*.py"))
+# The attributes in which YOLOX's own exps of different sizes differ.
+SIZE_ATTRIBUTES = ("depth", "width", "input_size", "test_size", "random_size", "mosaic_scale",
+                   "mosaic_prob", "enable_mixup", "multiscale_range", "num_classes", "act")
 
 
 def test_every_size_and_attention_has_an_exp_file():
@@ -20,15 +22,15 @@ def test_every_size_and_attention_has_an_exp_file():
 
 @pytest.mark.parametrize("path", EXP_FILES, ids=lambda p: p.stem)
 def test_exp_file_keeps_yolox_settings_and_runs(path):
+    from yolox.exp import get_exp
+
     _, size, suffix = path.stem.split("_")
     exp = load_exp(path)
-    depth, width, depthwise = SIZES[size]
-    assert (exp.depth, exp.width, exp.depthwise) == (depth, width, depthwise)
+    official = get_exp(None, f"yolox-{size}")
+    for key in SIZE_ATTRIBUTES:
+        assert getattr(exp, key, None) == getattr(official, key, None), key
+    assert exp.depthwise == (size == "nano")  # YOLOX-nano builds its model with depthwise=True
     assert exp.attention == ATTENTIONS[suffix] and exp.exp_name == path.stem
-    if size in ("nano", "tiny"):
-        assert exp.input_size == exp.test_size == (416, 416) and exp.enable_mixup is False
-    else:
-        assert exp.input_size == exp.test_size == (640, 640)
 
     torch.manual_seed(0)
     model = exp.get_model()
@@ -47,6 +49,11 @@ def test_exp_file_keeps_yolox_settings_and_runs(path):
     losses["total_loss"].backward()
     gated = [p for n, p in model.named_parameters() if n.endswith(".gate") or n.endswith(".gamma")]
     assert gated and all(p.grad is not None and p.grad.abs().sum() > 0 for p in gated)
+
+
+def test_unknown_yolox_size_is_rejected():
+    with pytest.raises(ValueError, match="'xl'"):
+        small_exp().use_yolox_size("xl")
 
 
 def test_default_data_dir_follows_yolox_datadir(monkeypatch, tmp_path):

@@ -13,9 +13,9 @@ from conftest import EXPS_DIR, ROOT
 from torch import nn
 
 from yolox_attn.tools import export_onnx, export_torchscript
+from yolox_attn.checkpoint import load_weights
 from yolox_attn.tools.export_common import (
     ExportCheckError,
-    check_state_fits,
     load_export_model,
     second_size,
 )
@@ -196,9 +196,9 @@ def test_plain_yolox_or_other_attention_checkpoint_is_explained():
     model = _exp("cca").get_model()
     plain = {k: v for k, v in model.state_dict().items() if ".attention." not in k}
     with pytest.raises(ValueError, match="only attention weights are missing"):
-        check_state_fits(model, plain)
+        load_weights(model, plain)
     with pytest.raises(ValueError, match="checkpoint key\\(s\\) the model lacks"):
-        check_state_fits(_exp("none").get_model(), model.state_dict())
+        load_weights(_exp("none").get_model(), model.state_dict())
 
 
 def test_ddp_prefixed_checkpoint_loads(checkpoints, tmp_path):

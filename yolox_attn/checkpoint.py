@@ -38,11 +38,47 @@ def model_state(ckpt: Mapping[str, Any], path: str = "checkpoint") -> Mapping[st
     return ckpt["model"]
 
 
-def _strip_ddp(key: str) -> str:
-    return key[len("module."):] if key.startswith("module.") else key
+def strip_ddp_prefix(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Drop the ``module.`` prefix a DistributedDataParallel model puts on every key."""
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
-def load_pretrained(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Tuple[List[str], List[str]]:
+def _mismatch(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], ignore=lambda k: False):
+    """Keys missing from ``state``, keys ``own`` lacks, and keys of another shape, skipping ``ignore``d ones."""
+    missing = [k for k in own if k not in state and not ignore(k)]
+    unexpected = [k for k in state if k not in own and not ignore(k)]
+    wrong = [k for k in own if k in state and own[k].shape != state[k].shape and not ignore(k)]
+    return missing, unexpected, wrong
+
+
+def _raise_mismatch(source: str, own, state, missing: List[str], unexpected: List[str], wrong: List[str]) -> None:
+    if not (missing or unexpected or wrong):
+        return
+    problems = []
+    if wrong:
+        shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong[:8]]
+        problems.append(f"{len(wrong)} layer(s) of another shape (another YOLOX size or class count?): "
+                        + "; ".join(shapes))
+    if missing:
+        problems.append(f"{len(missing)} model key(s) missing from the checkpoint: {missing[:8]}")
+        if all(ATTENTION_KEY in k for k in missing):
+            problems.append("only attention weights are missing: a checkpoint of YOLOX without this attention "
+                            "(fine-tune from it with -c instead)")
+    if unexpected:
+        problems.append(f"{len(unexpected)} checkpoint key(s) the model lacks: {unexpected[:8]}")
+    raise ValueError(f"{source} does not fit this model: " + " | ".join(problems))
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load ``state`` strictly (evaluation, export); a mismatch raises ValueError naming the layers."""
+    state = strip_ddp_prefix(state)
+    own = model.state_dict()
+    _raise_mismatch(source, own, state, *_mismatch(own, state))
+    model.load_state_dict(state)
+
+
+def load_pretrained(model: nn.Module, state: Mapping[str, torch.Tensor],
+                    source: str = "checkpoint") -> Tuple[List[str], List[str]]:
     """Load YOLOX weights for fine-tuning; return (new attention keys, skipped class-layer keys).
 
     Attention keys absent from ``state`` keep their initialisation; attention keys of another
@@ -50,27 +86,14 @@ def load_pretrained(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Tupl
     class count) are skipped. Every other missing, unexpected or mis-shaped key raises
     ValueError naming the layers, so a model is never fine-tuned from half-loaded weights.
     """
-    state = {_strip_ddp(k): v for k, v in state.items()}
+    state = strip_ddp_prefix(state)
     own = model.state_dict()
     new_attention = [k for k in own if k not in state and ATTENTION_KEY in k]
     dropped_attention = [k for k in state if k not in own and ATTENTION_KEY in k]
-    missing = [k for k in own if k not in state and ATTENTION_KEY not in k]
-    unexpected = [k for k in state if k not in own and ATTENTION_KEY not in k]
-    mis_shaped = [k for k in own if k in state and own[k].shape != state[k].shape]
-    skipped = [k for k in mis_shaped if k.startswith(CLASS_LAYER_PREFIX)]
-    wrong = [k for k in mis_shaped if not k.startswith(CLASS_LAYER_PREFIX)]
-    if missing or unexpected or wrong:
-        shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong]
-        problems = []
-        if wrong:
-            problems.append(f"{len(wrong)} layer(s) of another shape (another YOLOX size?): " + "; ".join(shapes[:8]))
-        if missing:
-            problems.append(f"{len(missing)} model key(s) missing from the checkpoint: {missing[:8]}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} checkpoint key(s) the model lacks: {unexpected[:8]}")
-        raise ValueError("checkpoint does not fit this model: " + " | ".join(problems))
-    load = {k: v for k, v in state.items() if k in own and k not in skipped}
-    model.load_state_dict(load, strict=False)
+    skipped = [k for k in own if k in state and own[k].shape != state[k].shape and k.startswith(CLASS_LAYER_PREFIX)]
+    tolerated = set(new_attention) | set(dropped_attention) | set(skipped)
+    _raise_mismatch(source, own, state, *_mismatch(own, state, ignore=tolerated.__contains__))
+    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in skipped}, strict=False)
     if new_attention:
         logger.info(f"{len(new_attention)} attention key(s) not in the checkpoint, kept at init: {new_attention}")
     if dropped_attention:

@@ -14,6 +14,19 @@ from .attention import attention_kwargs, canonical_name
 from .neck import LEVELS, AttentionPAFPN, check_levels
 
 
+# What YOLOX's own exps (yolox/exp/default/yolox_<size>.py) set for each size.
+_SMALL_INPUT = {"input_size": (416, 416), "test_size": (416, 416), "random_size": (10, 20),
+                "mosaic_scale": (0.5, 1.5), "enable_mixup": False}
+YOLOX_SIZES: Dict[str, Dict] = {
+    "nano": {"depth": 0.33, "width": 0.25, "depthwise": True, "mosaic_prob": 0.5, **_SMALL_INPUT},
+    "tiny": {"depth": 0.33, "width": 0.375, **_SMALL_INPUT},
+    "s": {"depth": 0.33, "width": 0.50},
+    "m": {"depth": 0.67, "width": 0.75},
+    "l": {"depth": 1.0, "width": 1.0},
+    "x": {"depth": 1.33, "width": 1.25},
+}
+
+
 def default_data_dir(dataset: str = "COCO") -> str:
     """``$YOLOX_DATADIR/<dataset>`` if the variable is set, else ``datasets/<dataset>`` here."""
     root = os.environ.get("YOLOX_DATADIR")
@@ -61,6 +74,13 @@ class AttentionExp(Exp):
         self.attention_identity_init = True
         self.depthwise = False
         self.data_dir = default_data_dir()
+
+    def use_yolox_size(self, size: str) -> None:
+        """Take the settings YOLOX's own exp of ``size`` (nano, tiny, s, m, l, x) has."""
+        if size not in YOLOX_SIZES:
+            raise ValueError(f"unknown YOLOX size {size!r}; allowed: {list(YOLOX_SIZES)}")
+        for key, value in YOLOX_SIZES[size].items():
+            setattr(self, key, value)
 
     # ------------------------------------------------------------------ model
     def check_attention(self) -> None:

@@ -16,17 +16,13 @@ class NanoShapesExp(AttentionExp):
 
     def __init__(self):
         super().__init__()
-        self.depth = 0.33
-        self.width = 0.25
-        self.depthwise = True
+        self.use_yolox_size("nano")
         self.num_classes = len(CLASS_NAMES)
         self.data_dir = os.path.join("datasets", "shapes")
         self.input_size = (320, 320)
         self.test_size = (320, 320)
         self.random_size = (8, 12)
         self.mosaic_prob = 0.5
-        self.mosaic_scale = (0.5, 1.5)
-        self.enable_mixup = False
         self.degrees = 5.0
         self.max_epoch = 12
         self.warmup_epochs = 1

@@ -15,7 +15,7 @@ from yolox.exp import get_exp
 from yolox.tools.eval import make_parser
 from yolox.utils import configure_module, fuse_model, get_local_rank, get_model_info, setup_logger
 
-from ..checkpoint import load_checkpoint, model_state
+from ..checkpoint import load_checkpoint, load_weights, model_state
 
 
 def pick_device(rank: int = 0) -> torch.device:
@@ -68,7 +68,7 @@ def main(exp, args, num_devices: int) -> str:
     if not args.speed:
         ckpt_file = args.ckpt or os.path.join(file_name, "best_ckpt.pth")
         logger.info(f"loading checkpoint from {ckpt_file}")
-        model.load_state_dict(model_state(load_checkpoint(ckpt_file, map_location=device), ckpt_file))
+        load_weights(model, model_state(load_checkpoint(ckpt_file, map_location=device), ckpt_file), ckpt_file)
         logger.info("loaded checkpoint done.")
     if is_distributed:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rank])

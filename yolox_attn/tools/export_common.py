@@ -2,20 +2,20 @@
 
 import argparse
 import os
-from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from loguru import logger
 from torch import nn
 
-from ..checkpoint import ATTENTION_KEY, load_checkpoint, model_state
+from ..checkpoint import load_checkpoint, load_weights, model_state
 
 __all__ = [
     "ExportCheckError",
     "add_common_args",
     "add_opts_arg",
+    "cli_exit_code",
     "check_within",
-    "check_state_fits",
     "exp_from_args",
     "load_export_model",
     "max_abs_diff",
@@ -67,38 +67,6 @@ def exp_from_args(args: argparse.Namespace):
     return exp
 
 
-def _strip_ddp(state: Mapping[str, torch.Tensor]) -> dict:
-    # Checkpoints saved from a DistributedDataParallel model prefix every key with "module.".
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-
-
-def check_state_fits(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise ValueError naming the layers unless ``state`` loads strictly into ``model``.
-
-    ``load_state_dict`` reports the same problems, but as one long list per key; this says what
-    kind of mismatch it is (another YOLOX size, another attention, a plain YOLOX checkpoint).
-    """
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
-    if not (missing or unexpected or wrong):
-        return
-    problems: List[str] = []
-    if wrong:
-        shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong[:6]]
-        problems.append(f"{len(wrong)} layer(s) of another shape (another depth/width/num_classes?): "
-                        + "; ".join(shapes))
-    if missing:
-        problems.append(f"{len(missing)} model key(s) missing from the checkpoint: {missing[:6]}")
-        if all(ATTENTION_KEY in k for k in missing):
-            problems.append("only attention weights are missing: this is a checkpoint of YOLOX without this "
-                            "attention; fine-tune it with the attention exp before exporting")
-    if unexpected:
-        problems.append(f"{len(unexpected)} checkpoint key(s) the model lacks: {unexpected[:6]}")
-    raise ValueError(f"{source} does not fit the model of this exp: " + " | ".join(problems))
-
-
 def load_export_model(exp, ckpt: Optional[str], decode: bool, onnx_silu: bool = False,
                       experiment_name: Optional[str] = None) -> nn.Module:
     """The exp's model in eval mode, with ``ckpt`` loaded strictly, ready to trace.
@@ -115,9 +83,7 @@ def load_export_model(exp, ckpt: Optional[str], decode: bool, onnx_silu: bool = 
             f"that the graph exports and runs; YOLOX's tool would load {default}, pass -c to use it."
         )
     else:
-        state = _strip_ddp(model_state(load_checkpoint(ckpt), str(ckpt)))
-        check_state_fits(model, state, f"checkpoint {str(ckpt)!r}")
-        model.load_state_dict(state)
+        load_weights(model, model_state(load_checkpoint(ckpt), str(ckpt)), f"checkpoint {str(ckpt)!r}")
         logger.info(f"loaded checkpoint {ckpt}")
     model.eval()
     if onnx_silu:
@@ -159,3 +125,13 @@ def check_within(diffs: Iterable[Tuple[str, float]], tol: float, what: str) -> N
     bad = [f"{name}: max abs diff {d:.3g}" for name, d in diffs if not d <= tol]  # NaN fails too
     if bad:
         raise ExportCheckError(f"{what} does not match PyTorch within {tol:g}: " + "; ".join(bad))
+
+
+def cli_exit_code(main: Callable[[Optional[List[str]]], object], argv: Optional[List[str]] = None) -> int:
+    """Run an export tool's ``main``: 0 on success, 1 with the reason logged on a failed export or check."""
+    try:
+        main(argv)
+    except (ExportCheckError, ValueError, FileNotFoundError) as err:
+        logger.error(str(err))
+        return 1
+    return 0

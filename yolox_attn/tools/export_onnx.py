@@ -24,6 +24,7 @@ from .export_common import (
     add_common_args,
     add_opts_arg,
     check_within,
+    cli_exit_code,
     exp_from_args,
     load_export_model,
     max_abs_diff,
@@ -149,12 +150,7 @@ def main(argv: Optional[List[str]] = None) -> OnnxExportResult:
 
 def run(argv: Optional[List[str]] = None) -> int:
     """Command-line entry: 0 on success, 1 (with the reason logged) on a failed export or check."""
-    try:
-        main(argv)
-    except (ExportCheckError, ValueError, FileNotFoundError) as err:
-        logger.error(str(err))
-        return 1
-    return 0
+    return cli_exit_code(main, argv)
 
 
 if __name__ == "__main__":
