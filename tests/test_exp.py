@@ -183,3 +183,16 @@ def test_merge_parses_tuples_and_bools_that_yolox_would_mangle():
         exp.merge(["ema", "yes"])
     with pytest.raises(ValueError, match="input_size must be a tuple"):
         exp.merge(["input_size", "320"])
+
+
+def test_optimizer_type_adamw_keeps_the_groups_and_bad_type_is_rejected():
+    exp = small_exp("cca", optimizer_type="adamw")
+    model = exp.get_model()
+    opt = exp.get_optimizer(batch_size=8)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.0, exp.weight_decay, 0.0]
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    bad = small_exp(optimizer_type="adam")
+    bad.get_model()
+    with pytest.raises(ValueError, match="'adam'"):
+        bad.get_optimizer(batch_size=8)

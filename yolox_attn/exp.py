@@ -64,6 +64,7 @@ class AttentionExp(Exp):
             initialisation (zero-gated residual around CA/ACmix; CCA and non-local already are);
             False uses the paper-exact modules.
         depthwise: depthwise convolutions in neck and head, as YOLOX-nano has.
+        optimizer_type: "sgd" (YOLOX's Nesterov SGD) or "adamw" (for short runs from scratch).
     """
 
     def __init__(self):
@@ -73,6 +74,7 @@ class AttentionExp(Exp):
         self.attention_levels = LEVELS
         self.attention_identity_init = True
         self.depthwise = False
+        self.optimizer_type = "sgd"
         self.data_dir = default_data_dir()
 
     def use_yolox_size(self, size: str) -> None:
@@ -151,10 +153,15 @@ class AttentionExp(Exp):
         if "optimizer" not in self.__dict__:
             lr = self.warmup_lr if self.warmup_epochs > 0 else self.basic_lr_per_img * batch_size
             no_decay, decay, biases = self.optimizer_groups()
-            optimizer = torch.optim.SGD(no_decay, lr=lr, momentum=self.momentum, nesterov=True)
-            optimizer.add_param_group({"params": decay, "weight_decay": self.weight_decay})
-            optimizer.add_param_group({"params": biases})
-            self.optimizer = optimizer
+            groups = [{"params": no_decay, "weight_decay": 0.0},
+                      {"params": decay, "weight_decay": self.weight_decay},
+                      {"params": biases, "weight_decay": 0.0}]
+            if self.optimizer_type == "sgd":
+                self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=self.momentum, nesterov=True)
+            elif self.optimizer_type == "adamw":
+                self.optimizer = torch.optim.AdamW(groups, lr=lr, betas=(self.momentum, 0.999))
+            else:
+                raise ValueError(f"optimizer_type must be 'sgd' or 'adamw', got {self.optimizer_type!r}")
         return self.optimizer
 
     # ------------------------------------------------------ device awareness
