@@ -20,5 +20,6 @@ if ! .venv/bin/python -c "import yolox, sys; sys.exit(yolox.__version__ != '0.3.
     pip install --no-deps --no-build-isolation yolox==0.3.0
 fi
 echo "[setup] yolox-attn (editable) with YOLOX's runtime and test dependencies" >&2
+echo "[setup] (pip's notice that yolox requires onnx==1.8.1/onnxruntime==1.8.0 is expected: those pins are why it is installed without deps)" >&2
 pip install -e ".[test]"
 .venv/bin/python -c "import yolox_attn, yolox, torch; print(f'[setup] ready: torch {torch.__version__}, yolox {yolox.__version__}, yolox-attn {yolox_attn.__version__}')"

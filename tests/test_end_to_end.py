@@ -22,8 +22,10 @@ def trained(tmp_path_factory):
     code, log = _run(["yolox_attn.tools.make_shapes", "--out", str(data), "--train", "16", "--val", "8",
                       "--size", "128", "--seed", "1"], work)
     assert code == 0, log
+    # test_conf 0: a barely trained model has no confident box, and YOLOX prints no AP table
+    # for an empty detection list.
     small = ["data_dir", str(data), "output_dir", str(work / "out"), "input_size", "(128,128)",
-             "test_size", "(128,128)", "random_size", "(3,5)", "data_num_workers", "0"]
+             "test_size", "(128,128)", "random_size", "(3,5)", "data_num_workers", "0", "test_conf", "0.0"]
     # 16 images at batch 4: 4 iterations an epoch, 24 in all, with an evaluation at the end.
     code, log = _run(["yolox.tools.train", "-f", str(EXP), "-d", "1", "-b", "4", *small,
                       "max_epoch", "6", "no_aug_epochs", "1", "eval_interval", "3", "print_interval", "2"], work)
@@ -44,7 +46,7 @@ def test_eval_tool_prints_the_coco_table(trained):
     work, small, _, _ = trained
     ckpt = work / "out" / "yolox_nano_cam_shapes" / "latest_ckpt.pth"
     code, log = _run(["yolox_attn.tools.eval", "-f", str(EXP), "-c", str(ckpt), "-b", "4", "-d", "1",
-                      "--conf", "0.001", *small], work)
+                      "--conf", "0.0", *small], work)
     assert code == 0, log[-3000:]
     assert "evaluating on cpu" in log
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in log
@@ -56,3 +58,20 @@ def test_eval_tool_rejects_more_devices_than_the_machine_has(trained):
     work, small, _, _ = trained
     code, log = _run(["yolox_attn.tools.eval", "-f", str(EXP), "-d", "4", *small], work)
     assert code != 0 and "-d 4" in log
+
+
+def test_demo_tool_writes_pictures_of_the_trained_model(trained):
+    import cv2
+
+    work, small, _, _ = trained
+    ckpt = work / "out" / "yolox_nano_cam_shapes" / "latest_ckpt.pth"
+    image = next((work / "shapes" / "val2017").glob("*.jpg"))
+    out = work / "pictures"
+    code, log = _run(["yolox_attn.tools.demo", "image", "-f", str(EXP), "-c", str(ckpt), "--path", str(image),
+                      "--conf", "0.0", "--save_result", "--attention-maps", "--output-dir", str(out), *small], work)
+    assert code == 0, log[-3000:]
+    h, w = cv2.imread(str(image)).shape[:2]
+    detections = cv2.imread(str(out / image.name))
+    attention = cv2.imread(str(out / f"{image.stem}_attention.png"))
+    assert detections.shape[:2] == (h, w)
+    assert attention.shape[:2] == (h, 4 * w)  # detections + dark3, dark4, dark5
