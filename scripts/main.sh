@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, on any machine (CPU or CUDA): set-up, the generated shapes dataset, YOLOX-nano
 # with attention trained by YOLOX's own train tool, COCO evaluation, detection and attention
-# pictures. ATTN=cam|cca|acmix picks the attention (default cam); BATCH the batch size (8).
+# pictures. ATTN=cam|cca|acmix picks the attention (default cam); BATCH the batch size (8);
+# OPTS extra exp options for the train tool (e.g. OPTS="max_epoch 2" for a quick check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ATTN=${ATTN:-cam}
@@ -17,8 +18,14 @@ if [ ! -f datasets/shapes/annotations/instances_val2017.json ]; then
     $PY -m yolox_attn.tools.make_shapes --out datasets/shapes
 fi
 
+if ls "$OUT"/*_ckpt.pth >/dev/null 2>&1; then
+    # A stale best_ckpt.pth of an earlier run would otherwise be evaluated as this run's.
+    echo "[main] moving the checkpoints of an earlier run to $OUT/previous/" >&2
+    mkdir -p "$OUT/previous" && mv "$OUT"/*_ckpt.pth "$OUT/previous/"
+fi
 start=$(date +%s)
-$PY -m yolox.tools.train -f "$EXP" -d 1 -b "$BATCH"
+# shellcheck disable=SC2086
+$PY -m yolox.tools.train -f "$EXP" -d 1 -b "$BATCH" ${OPTS:-}
 echo "[main] training took $(( $(date +%s) - start )) s" >&2
 CKPT=$OUT/best_ckpt.pth
 [ -f "$CKPT" ] || CKPT=$OUT/latest_ckpt.pth
