@@ -52,6 +52,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def device_arg(text: str) -> torch.device:
+    """argparse ``type`` of every tool's ``--device``: auto, cpu or cuda, checked against this machine."""
+    try:
+        return resolve_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued CUDA work, so that wall-clock time covers it."""
     if device.type == "cuda":

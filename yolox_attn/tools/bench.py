@@ -111,7 +111,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=bm.int_at_least(0), default=2, help="untimed runs per row first (default 2)")
     p.add_argument("--threads", type=bm.int_at_least(1), default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--train-batch", type=bm.int_at_least(1), default=1, help="batch of the training step (default 1)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+    p.add_argument("--device", default="auto", type=bm.device_arg,
                    help="auto: CUDA (float16 autocast) when available, else CPU (default auto)")
     p.add_argument("--jobs", type=bm.int_at_least(1), default=1,
                    help="memory workers at once (default 1; more only if the machine holds them all)")
@@ -119,10 +119,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
     p.add_argument("--worker", choices=ATTENTIONS, help=argparse.SUPPRESS)  # internal: memory of one row
     args = p.parse_args(argv)
-    try:
-        args.device = bm.resolve_device(args.device)
-    except ValueError as err:
-        p.error(str(err))
     return args
 
 

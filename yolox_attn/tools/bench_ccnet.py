@@ -77,15 +77,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--threads", type=bm.int_at_least(1), default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--jobs", type=bm.int_at_least(1), default=1,
                    help="memory workers at once (default 1; more only if the machine holds them all)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+    p.add_argument("--device", default="auto", type=bm.device_arg,
                    help="auto: CUDA when available, else CPU (default auto)")
     p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: "<module>:<side>", memory of one case
     args = p.parse_args(argv)
-    try:
-        args.device = bm.resolve_device(args.device)
-    except ValueError as err:
-        p.error(str(err))
     return args
 
 

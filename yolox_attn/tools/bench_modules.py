@@ -139,7 +139,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--threads", type=bm.int_at_least(1), default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--repeats", type=bm.int_at_least(1), default=3, help="timed steps per case (default 3)")
     p.add_argument("--warmup", type=bm.int_at_least(0), default=1, help="untimed steps per case first (default 1)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+    p.add_argument("--device", default="auto", type=bm.device_arg,
                    help="auto: CUDA (float32 and float16) when available, else CPU (default auto)")
     p.add_argument("--only", type=_pairs, nargs="*", metavar="PAIR",
                    help=f"run only these pairs, from {', '.join(PAIRS)} (default all)")
@@ -155,10 +155,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error(f"--shape: C={channels} is too small for cca: it needs C >= 8 (C/8 query channels)")
     if "acmix" in args.pairs and channels % 4:
         p.error(f"--shape: C={channels} does not suit acmix: it needs C divisible by its 4 heads")
-    try:
-        args.device = bm.resolve_device(args.device)
-    except ValueError as err:
-        p.error(str(err))
     return args
 
 
