@@ -2,12 +2,14 @@
 
 Written from the equations in SPEC.md: it materialises k_att^2 shifted copies of q, k, v and of
 the position encoding, which is what makes the usual copy slow and memory hungry. It keeps the
-official parameter names and initialisation, so state dicts move freely between this class and
+official parameter names and initialisation (``ACmix``'s own), so state dicts move freely between this class and
 ``yolox_attn.attention.ACmix``. Not registered as an attention: use ``ACmix`` in models.
 """
 
 import torch
 from torch import nn
+
+from ..attention.acmix import ACmix
 
 
 def _position(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
@@ -17,49 +19,21 @@ def _position(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     return torch.stack([loc_w, loc_h], 0).unsqueeze(0)
 
 
-class UnfoldACmix(nn.Module):
+class UnfoldACmix(ACmix):
     """ACmix (Pan et al., CVPR 2022) in the common unfold formulation; stride 1 only.
 
-    Needs H, W > pad (reflection padding), like the official code.
+    Parameters and initialisation are ``ACmix``'s own (the layout is the official one); only the
+    forward differs. Needs H, W > pad (reflection padding), like the official code.
     """
 
     def __init__(self, in_planes: int, out_planes: int, kernel_att: int = 7, head: int = 4,
                  kernel_conv: int = 3, stride: int = 1, dilation: int = 1):
-        super().__init__()
-        if stride != 1 or dilation != 1 or kernel_conv != 3:
-            raise ValueError("UnfoldACmix supports stride=1, dilation=1, kernel_conv=3 only")
-        if out_planes % head:
-            raise ValueError(f"out_planes={out_planes} must be divisible by head={head}")
-        self.in_planes, self.out_planes = in_planes, out_planes
-        self.head, self.kernel_att, self.kernel_conv = head, kernel_att, kernel_conv
-        self.stride, self.dilation = stride, dilation
-        self.head_dim = out_planes // head
-        self.rate1 = nn.Parameter(torch.empty(1))
-        self.rate2 = nn.Parameter(torch.empty(1))
-        self.conv1 = nn.Conv2d(in_planes, out_planes, kernel_size=1)
-        self.conv2 = nn.Conv2d(in_planes, out_planes, kernel_size=1)
-        self.conv3 = nn.Conv2d(in_planes, out_planes, kernel_size=1)
-        self.conv_p = nn.Conv2d(2, self.head_dim, kernel_size=1)
-        self.padding_att = (dilation * (kernel_att - 1) + 1) // 2
+        if kernel_conv != 3:
+            raise ValueError(f"UnfoldACmix supports kernel_conv=3 only (its padding is 1), got {kernel_conv!r}")
+        super().__init__(in_planes, out_planes, kernel_att, head, kernel_conv, stride, dilation)
         self.pad_att = nn.ReflectionPad2d(self.padding_att)
         self.unfold = nn.Unfold(kernel_size=kernel_att, padding=0, stride=stride)
         self.softmax = nn.Softmax(dim=1)
-        kk = kernel_conv * kernel_conv
-        self.fc = nn.Conv2d(3 * head, kk, kernel_size=1, bias=False)
-        self.dep_conv = nn.Conv2d(kk * self.head_dim, out_planes, kernel_size=kernel_conv, bias=False,
-                                  groups=self.head_dim, padding=1, stride=stride)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """rate1 = rate2 = 0.5; dep_conv = one-hot shift kernels; dep_conv has no bias (as upstream)."""
-        with torch.no_grad():
-            self.rate1.fill_(0.5)
-            self.rate2.fill_(0.5)
-            kk = self.kernel_conv * self.kernel_conv
-            kernel = torch.zeros(kk, self.kernel_conv, self.kernel_conv)
-            for i in range(kk):
-                kernel[i, i // self.kernel_conv, i % self.kernel_conv] = 1.0
-            self.dep_conv.weight.copy_(kernel.unsqueeze(0).repeat(self.out_planes, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
