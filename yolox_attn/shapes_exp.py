@@ -11,8 +11,8 @@ class NanoShapesExp(AttentionExp):
 
     Tuned to train from scratch in under 10 minutes on 2 CPU cores at batch 8 (README gives the
     runs): training at 224-288 px and testing at 320, no mosaic (it slowed convergence in a run
-    this short), 21 epochs of cosine schedule after one warm-up epoch, and a learning rate 16x
-    YOLOX's per-image default (0.02 at batch 8).
+    this short), 21 epochs (one of warm-up, then cosine), and a learning rate 16x YOLOX's
+    per-image default (0.02 at batch 8).
     """
 
     def __init__(self):
