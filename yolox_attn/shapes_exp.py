@@ -10,10 +10,9 @@ class NanoShapesExp(AttentionExp):
     """YOLOX-nano (depthwise) on ``datasets/shapes`` from ``python -m yolox_attn.tools.make_shapes``.
 
     Tuned so that the CA model trains from scratch in under 10 minutes on 2 CPU cores at batch 8
-    (CCA and ACmix take longer; README gives the
-    runs): training at 224-288 px and testing at 320, no mosaic (it slowed convergence in a run
-    this short), 21 epochs (one of warm-up, then cosine), and a learning rate 16x YOLOX's
-    per-image default (0.02 at batch 8).
+    (CCA and ACmix take longer; README gives the runs): training at 224-288 px and testing at
+    320, no mosaic (it slowed convergence in a run this short), 21 epochs (one of warm-up, then
+    cosine), and a learning rate 16x YOLOX's per-image default (0.02 at batch 8).
     """
 
     def __init__(self):
