@@ -50,4 +50,22 @@ def random_targets(batch: int, height: int, width: int, num_classes: int = 80, n
     return targets
 
 
+def conv1x1(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution written out, for the loop references."""
+    return torch.einsum("oc,bchw->bohw", w[:, :, 0, 0], x) + b[None, :, None, None]
+
+
+def gradcheck_inputs_and_parameters(module, x: torch.Tensor) -> bool:
+    """``gradcheck`` with respect to the input and every parameter of ``module``."""
+    from torch.func import functional_call
+
+    names = [n for n, _ in module.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in module.parameters())
+
+    def fn(x, *ps):
+        return functional_call(module, dict(zip(names, ps)), (x,))
+
+    return torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-5, fast_mode=True)
+
+
 sys.path.insert(0, str(Path(__file__).parent))

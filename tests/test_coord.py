@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from torch.func import functional_call
+from conftest import gradcheck_inputs_and_parameters
 
 from yolox_attn.attention import CoordAtt
 from yolox_attn.attention.registry import build_attention
@@ -144,14 +144,8 @@ def test_official_state_dict_loads_strictly():
 
 def test_gradcheck_all_inputs_and_parameters():
     m = random_module(8, seed=2).eval()
-    names = [n for n, _ in m.named_parameters()]
-    params = tuple(p.detach().clone().requires_grad_(True) for p in m.parameters())
     x = torch.randn(1, 8, 3, 4, dtype=torch.float64, requires_grad=True)
-
-    def fn(x, *ps):
-        return functional_call(m, dict(zip(names, ps)), (x,))
-
-    assert torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-5, fast_mode=True)
+    assert gradcheck_inputs_and_parameters(m, x)
     x_small = torch.randn(1, 8, 2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(m, (x_small,), eps=1e-6, atol=1e-5)
 

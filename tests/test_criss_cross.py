@@ -4,17 +4,13 @@ import math
 
 import pytest
 import torch
-from torch.func import functional_call
+from conftest import conv1x1, gradcheck_inputs_and_parameters
 
 from yolox_attn.attention import CrissCrossAttention
 from yolox_attn.attention.registry import build_attention
 from yolox_attn.baselines.cca_common import CommonCrissCross
 
 SHAPES = [(2, 16, 5, 7), (1, 16, 1, 6), (1, 16, 6, 1), (1, 16, 1, 1), (1, 24, 4, 9), (2, 8, 3, 2)]
-
-
-def conv1x1(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("oc,bchw->bohw", w[:, :, 0, 0], x) + b[None, :, None, None]
 
 
 def reference_pass(x: torch.Tensor, sd: dict) -> torch.Tensor:
@@ -99,14 +95,8 @@ def test_identity_at_init():
 
 def test_gradcheck_all_inputs_and_parameters():
     m = random_module(8, 2, seed=3)
-    names = [n for n, _ in m.named_parameters()]
-    params = tuple(p.detach().clone().requires_grad_(True) for p in m.parameters())
     x = torch.randn(1, 8, 3, 4, dtype=torch.float64, requires_grad=True)
-
-    def fn(x, *ps):
-        return functional_call(m, dict(zip(names, ps)), (x,))
-
-    assert torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-5, fast_mode=True)
+    assert gradcheck_inputs_and_parameters(m, x)
 
 
 def test_official_state_dict_loads_strictly():

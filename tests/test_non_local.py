@@ -4,16 +4,12 @@ import math
 
 import pytest
 import torch
-from torch.func import functional_call
+from conftest import conv1x1, gradcheck_inputs_and_parameters
 
 from yolox_attn.attention import NonLocal2d
 from yolox_attn.attention.registry import build_attention
 
 SHAPES = [(2, 16, 5, 7), (1, 16, 1, 6), (1, 16, 6, 1), (1, 16, 1, 1), (1, 3, 4, 5), (2, 1, 3, 2)]
-
-
-def conv1x1(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("oc,bchw->bohw", w[:, :, 0, 0], x) + b[None, :, None, None]
 
 
 def reference(x: torch.Tensor, sd: dict) -> torch.Tensor:
@@ -86,14 +82,8 @@ def test_parameter_names_load_strictly():
 
 def test_gradcheck_all_inputs_and_parameters():
     m = random_module(4, seed=1)
-    names = [n for n, _ in m.named_parameters()]
-    params = tuple(p.detach().clone().requires_grad_(True) for p in m.parameters())
     x = torch.randn(1, 4, 3, 2, dtype=torch.float64, requires_grad=True)
-
-    def fn(x, *ps):
-        return functional_call(m, dict(zip(names, ps)), (x,))
-
-    assert torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-5, fast_mode=True)
+    assert gradcheck_inputs_and_parameters(m, x)
     x_small = torch.randn(1, 4, 2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(m, (x_small,), eps=1e-6, atol=1e-5)
 
