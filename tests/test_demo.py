@@ -124,6 +124,13 @@ def test_query_point_and_grid_pixel():
     det = torch.tensor([[0, 0, 10, 10, 0.9, 0.5, 1], [20, 30, 40, 50, 0.9, 0.9, 2.0]])
     point, origin = demo.query_point(det, info, None)
     assert origin == "top detection" and point == pytest.approx((30 / info["ratio"], 40 / info["ratio"]))
+    # A barely trained model's boxes can be inf on both sides (NaN centre) or NaN: clipped first.
+    inf = float("inf")
+    det = torch.tensor([[-inf, 20.0, inf, 40.0, 0.9, 0.9, 0], [0, 0, 10, 10, 0.1, 0.1, 1]])
+    point, origin = demo.query_point(det, info, None)
+    assert origin == "top detection" and point == (64.5, pytest.approx(30 / info["ratio"]))
+    det[0, :4] = float("nan")
+    assert demo.query_point(det, info, None)[0] == (0.0, 0.0)
     # Letterbox: the image fills the top 95 rows of 128; grid 4x4 (stride 32).
     assert demo.grid_pixel((129.0, 96.0), info, (128, 128), (4, 4)) == (2, 3)
 

@@ -174,12 +174,7 @@ class Predictor:
         if output is None:
             return img
         output = output.float().cpu()
-        boxes = output[:, 0:4] / info["ratio"]
-        # An untrained model can predict boxes of 1e8 px (exp of its size logits), which cv2 cannot
-        # draw; drawing is clipped to the image, the returned detections stay as predicted.
-        boxes = torch.nan_to_num(boxes)
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, info["width"] - 1)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, info["height"] - 1)
+        boxes = boxes_in_image(output, info)
         cls = output[:, 6]
         scores = output[:, 4] * output[:, 5]
         if self.num_classes <= _VIS_COLOURS:
@@ -192,14 +187,27 @@ class Predictor:
         return img
 
 
+def boxes_in_image(output: torch.Tensor, info: Dict) -> torch.Tensor:
+    """Detections' (x1, y1, x2, y2) in image pixels, clipped to the image.
+
+    An untrained model can predict boxes of 1e8 px or inf (exp of its size logits), and inf - inf
+    is NaN: cv2 cannot draw them and they have no centre. Only drawing and the query pixel use
+    the clipped boxes; the returned detections stay as predicted.
+    """
+    boxes = torch.nan_to_num(output[:, 0:4].float().cpu() / info["ratio"])
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, info["width"] - 1)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, info["height"] - 1)
+    return boxes
+
+
 def query_point(output: Optional[torch.Tensor], info: Dict, requested: Optional[ImagePoint]) -> Tuple[ImagePoint, str]:
     """The CCA/non-local query pixel in image coordinates, clamped into the image, and its origin."""
     w, h = info["width"], info["height"]
     if requested is not None:
         point, origin = requested, "--attn-pixel"
     elif output is not None and len(output):
-        best = output[(output[:, 4] * output[:, 5]).argmax()].float().cpu()
-        box = best[:4] / info["ratio"]
+        scores = torch.nan_to_num(output[:, 4].float() * output[:, 5].float(), nan=-1.0)
+        box = boxes_in_image(output[scores.argmax()][None], info)[0]
         point, origin = (float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2), "top detection"
     else:
         point, origin = ((w - 1) / 2, (h - 1) / 2), "image centre"
