@@ -317,7 +317,7 @@ class ACmix(nn.Module):
         w_conv = torch.einsum("ojyx,jc->ocyx", self.dep_conv.weight, self.fc.weight[:, :, 0, 0])
         out_conv = F.conv2d(stacked.reshape(b, 3 * c, h, w), w_conv.to(stacked.dtype), None,
                             padding=self.kernel_conv // 2, groups=hd)
-        return self.rate1 * out_att + self.rate2 * out_conv
+        return torch.addcmul(self.rate2 * out_conv, self.rate1, out_att)
 
     def extra_repr(self) -> str:
         return (f"in_planes={self.in_planes}, out_planes={self.out_planes}, kernel_att={self.kernel_att}, "

@@ -74,8 +74,8 @@ class CrissCrossAttention(nn.Module):
         """One criss-cross pass (the official module's forward)."""
         att = criss_cross_weights(self.query_conv(x), self.key_conv(x))
         out = criss_cross_aggregate(att, self.value_conv(x))
-        # Cast so that .half() / autocast keep the feature dtype of x.
-        return x + self.gamma.to(x.dtype) * out.to(x.dtype)
+        # x + gamma * out in one op; casts keep x's dtype under .half() / autocast.
+        return torch.addcmul(x, self.gamma.to(x.dtype), out.to(x.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for _ in range(self.recurrence):
