@@ -23,12 +23,13 @@ __all__ = ["ACmix", "acmix", "local_window_attention", "reflect_pad2d"]
 
 Size = Union[int, torch.Tensor]  # a tensor while tracing, so exported graphs keep dynamic H, W
 
-# Elements of one (chunk, head_dim, H, W) slab processed per step on CPU. Chunking bounds the
-# scratch buffers for large maps; chunks are kept large because every op is one OpenMP parallel
-# region, and on a busy machine each region waits for a descheduled thread: one-slab chunks
-# (~6000 regions at (4, 128, 80, 80)) ran 10-30x slower under load, while on an idle machine
-# 2^22 measured the same speed as cache-sized 2^18 chunks.
-_CPU_CHUNK_ELEMENTS = 1 << 22
+# Elements of one (chunk, head_dim, H, W) slab processed per step on CPU. Chunks are kept large
+# because every op is one OpenMP parallel region, and on a busy machine each region waits for a
+# descheduled thread (one-slab chunks, ~6000 regions at (4, 128, 80, 80), ran 10-30x slower under
+# load), yet small enough that the k_att^2 passes over a chunk stay in cache: on 2 cores 2^19
+# (two dark3 heads of YOLOX-s) ran the forward about 25 % faster than 2^22, idle and loaded alike,
+# with the same forward+backward time; row strips below one head lost to per-op overhead.
+_CPU_CHUNK_ELEMENTS = 1 << 19
 
 
 def _exporting() -> bool:
