@@ -91,28 +91,7 @@ class _LocalWindowAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, kernel: int,
                 scale: float) -> torch.Tensor:
-        n, d, h, w = q.shape
-        span = kernel - 1
-        offsets = _offsets(kernel)
-        chunk = _chunk_size(q)
-        acc = _softmax_dtype(q.dtype)
-        attn = torch.empty(len(offsets), n, h, w, device=q.device, dtype=acc)
-        out = torch.zeros_like(q)
-        buf = torch.empty(min(chunk, n), d, h, w, device=q.device, dtype=q.dtype)
-        for n0 in range(0, n, chunk):
-            n1 = min(n0 + chunk, n)
-            qc, kc, vc, scratch = q[n0:n1], kp[n0:n1], vp[n0:n1], buf[: n1 - n0]
-            logits = torch.empty(len(offsets), n1 - n0, h, w, device=q.device, dtype=acc)
-            for o, (dy, dx) in enumerate(offsets):
-                torch.mul(qc, _window(kc, dy, dx, span), out=scratch)
-                # float32 accumulation: half logits can overflow before the softmax
-                torch.sum(scratch, 1, dtype=acc, out=logits[o])
-            weights = torch.softmax(logits.mul_(scale), dim=0)
-            attn[:, n0:n1] = weights
-            weights = weights.to(q.dtype).unsqueeze(2)
-            oc = out[n0:n1]
-            for o, (dy, dx) in enumerate(offsets):
-                oc.addcmul_(weights[o], _window(vc, dy, dx, span))
+        out, attn = _stream_window_attention(q, kp, vp, kernel, scale, keep_weights=True)
         ctx.save_for_backward(q, kp, vp, attn)
         ctx.kernel, ctx.scale = kernel, scale
         return out
@@ -156,6 +135,36 @@ class _LocalWindowAttention(torch.autograd.Function):
         return grad_q, grad_k, grad_v, None, None
 
 
+def _stream_window_attention(q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, kernel: int, scale: float,
+                             keep_weights: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The streamed forward: the output and, if ``keep_weights``, the (k^2, N, H, W) softmax weights
+    (float32 or wider) that backward needs; inference skips storing them."""
+    n, d, h, w = q.shape
+    span = kernel - 1
+    offsets = _offsets(kernel)
+    chunk = _chunk_size(q)
+    acc = _softmax_dtype(q.dtype)
+    attn = torch.empty(len(offsets), n, h, w, device=q.device, dtype=acc) if keep_weights else None
+    out = torch.zeros_like(q)
+    buf = torch.empty(min(chunk, n), d, h, w, device=q.device, dtype=q.dtype)
+    for n0 in range(0, n, chunk):
+        n1 = min(n0 + chunk, n)
+        qc, kc, vc, scratch = q[n0:n1], kp[n0:n1], vp[n0:n1], buf[: n1 - n0]
+        logits = torch.empty(len(offsets), n1 - n0, h, w, device=q.device, dtype=acc)
+        for o, (dy, dx) in enumerate(offsets):
+            torch.mul(qc, _window(kc, dy, dx, span), out=scratch)
+            # float32 accumulation: half logits can overflow before the softmax
+            torch.sum(scratch, 1, dtype=acc, out=logits[o])
+        weights = torch.softmax(logits.mul_(scale), dim=0)
+        if attn is not None:
+            attn[:, n0:n1] = weights
+        weights = weights.to(q.dtype).unsqueeze(2)
+        oc = out[n0:n1]
+        for o, (dy, dx) in enumerate(offsets):
+            oc.addcmul_(weights[o], _window(vc, dy, dx, span))
+    return out, attn
+
+
 def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
     """float32 for half and bfloat16 (their logits can overflow), the input dtype otherwise."""
     return torch.promote_types(dtype, torch.float32)
@@ -197,7 +206,10 @@ def local_window_attention(q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, 
     n = q.shape[0]
     kp = kp.to(q.dtype).expand(n, -1, -1, -1).contiguous()
     vp = vp.to(q.dtype).expand(n, -1, -1, -1).contiguous()
-    return _LocalWindowAttention.apply(q.contiguous(), kp, vp, kernel, float(scale))
+    q = q.contiguous()
+    if torch.is_grad_enabled() and (q.requires_grad or kp.requires_grad or vp.requires_grad):
+        return _LocalWindowAttention.apply(q, kp, vp, kernel, float(scale))
+    return _stream_window_attention(q, kp, vp, kernel, float(scale), keep_weights=False)[0]
 
 
 def _position(h: Size, w: Size, like: torch.Tensor) -> torch.Tensor:
