@@ -197,7 +197,8 @@ def local_window_attention(q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, 
 
     q: (N, d, H, W); kp, vp: (N', d, H + kernel - 1, W + kernel - 1) with N' in {1, N}, already
     padded; returns (N, d, H, W). ``plain`` forces (True) or forbids (False) the plain-op path;
-    by default it is taken only while tracing/exporting/compiling.
+    by default it is taken only while tracing/exporting/compiling. When no input needs a gradient,
+    the streamed path runs without autograd and keeps no softmax weights.
     """
     if plain is None:
         plain = _exporting()
