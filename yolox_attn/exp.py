@@ -53,6 +53,13 @@ def _parse_kwargs(value: str) -> Dict:
     return {k.strip(): ast.literal_eval(v.strip()) for k, v in pairs}
 
 
+def _literal_or_text(value: str):
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
 class AttentionExp(Exp):
     """YOLOX Exp whose neck applies ``attention`` to ``attention_levels`` of the backbone.
 
@@ -65,6 +72,9 @@ class AttentionExp(Exp):
             False uses the paper-exact modules.
         depthwise: depthwise convolutions in neck and head, as YOLOX-nano has.
         optimizer_type: "sgd" (YOLOX's Nesterov SGD) or "adamw" (for short runs from scratch).
+        attention_stats_interval: every this many iterations the trainer records the
+            attention's scalars, gradient norms and activation sizes in ``metrics.jsonl``
+            (0: never).
     """
 
     def __init__(self):
@@ -75,7 +85,9 @@ class AttentionExp(Exp):
         self.attention_identity_init = True
         self.depthwise = False
         self.optimizer_type = "sgd"
+        self.attention_stats_interval = 0
         self.data_dir = default_data_dir()
+        self.last_eval = (0.0, 0.0)
 
     def use_yolox_size(self, size: str) -> None:
         """Take the settings YOLOX's own exp of ``size`` (nano, tiny, s, m, l, x) has."""
@@ -207,6 +219,12 @@ class AttentionExp(Exp):
             testdev=testdev,
         )
 
+    def eval(self, model, evaluator, is_distributed, half=False):
+        # Kept as (AP, AP50) for the trainer's metrics record.
+        result = super().eval(model, evaluator, is_distributed, half)
+        self.last_eval = tuple(result[:2])
+        return result
+
     def get_trainer(self, args):
         from .trainer import AttentionTrainer, CPUTrainer
 
@@ -231,6 +249,9 @@ class AttentionExp(Exp):
                 rest += [key, value]
             elif key in parsers:
                 setattr(self, key, parsers[key](value))
+            elif current is None:
+                # YOLOX would keep "0" a string (seed None): take a literal where it is one.
+                setattr(self, key, _literal_or_text(value))
             elif isinstance(current, bool):
                 if value not in ("True", "False"):
                     raise ValueError(f"{key} must be True or False, got {value!r}")

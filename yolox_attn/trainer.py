@@ -10,14 +10,68 @@ from yolox.core import Trainer
 from yolox.utils import ModelEMA, get_model_info, occupy_mem
 
 from .checkpoint import load_checkpoint, load_pretrained, model_state
+from .monitor import AttentionMonitor, append_jsonl, attention_scalars, read_jsonl
+
+METRICS_FILE = "metrics.jsonl"
 
 
 class AttentionTrainer(Trainer):
-    """YOLOX's own Trainer with checkpoint loading that works on current torch.
+    """YOLOX's own Trainer with checkpoint loading that works on current torch, and a record.
 
     ``torch.load`` now defaults to ``weights_only=True``, which rejects the numpy ``best_ap``
     YOLOX stores; fine-tuning checks that the weights fit (see ``load_pretrained``).
+
+    Rank 0 writes ``metrics.jsonl`` into the experiment folder: one line per evaluation (epoch,
+    AP, AP50, seconds), one at the end (seconds, seconds per iteration, the attention's learned
+    scalars) and, every ``exp.attention_stats_interval`` iterations if that is > 0, one with the
+    losses and ``AttentionMonitor``'s statistics. A resumed run appends; a new run starts afresh.
     """
+
+    def train(self):
+        super().train()
+        self.finish_records()
+
+    def before_train(self):
+        super().before_train()
+        self.start_records()
+
+    def start_records(self) -> None:
+        self.metrics_path = os.path.join(self.file_name, METRICS_FILE)
+        previous = read_jsonl(self.metrics_path) if self.args.resume else []
+        if self.rank == 0 and not self.args.resume and os.path.exists(self.metrics_path):
+            os.remove(self.metrics_path)
+        last = previous[-1] if previous else {}
+        self.wall_offset = last.get("wall_seconds", 0.0)
+        self.train_seconds = last.get("train_seconds", 0.0)
+        self.clock_start = time.time()
+        interval = getattr(self.exp, "attention_stats_interval", 0)
+        self.monitor = AttentionMonitor(self.model, self.optimizer) if interval > 0 and self.rank == 0 else None
+
+    def write_record(self, event: str, **fields) -> None:
+        if self.rank == 0:
+            seconds = {"wall_seconds": round(self.wall_offset + time.time() - self.clock_start, 3),
+                       "train_seconds": round(self.train_seconds, 3)}
+            append_jsonl(self.metrics_path, {"event": event, "epoch": self.epoch + 1, **seconds, **fields})
+
+    def before_iter(self):
+        super().before_iter()
+        self.iter_start = time.time()
+        if self.monitor is not None and self.progress_in_iter % self.exp.attention_stats_interval == 0:
+            self.monitor.arm()
+
+    def after_iter(self):
+        self.train_seconds += time.time() - self.iter_start
+        if self.monitor is not None and self.monitor.armed:
+            losses = {k: float(v.latest) for k, v in self.meter.get_filtered_meter("loss").items()}
+            self.write_record("stats", iter=self.progress_in_iter + 1, lr=float(self.meter["lr"].latest),
+                              loss=losses, **self.monitor.collect())
+        super().after_iter()
+
+    def finish_records(self) -> None:
+        iterations = self.max_iter * self.max_epoch
+        self.write_record("end", iterations=iterations,
+                          seconds_per_iter=round(self.train_seconds / max(iterations, 1), 5),
+                          scalars=attention_scalars(self.model))
 
     def resume_train(self, model):
         if self.args.resume:
@@ -42,6 +96,8 @@ class AttentionTrainer(Trainer):
 
     def evaluate_and_save_model(self):
         super().evaluate_and_save_model()
+        ap, ap50 = self.exp.last_eval
+        self.write_record("eval", ap=float(ap), ap50=float(ap50))
         # COCOeval returns numpy floats; keep checkpoints loadable with weights_only=True.
         self.best_ap = float(self.best_ap)
 
@@ -111,6 +167,7 @@ class CPUTrainer(AttentionTrainer):
             from torch.utils.tensorboard import SummaryWriter
 
             self.tblogger = SummaryWriter(os.path.join(self.file_name, "tensorboard"))
+        self.start_records()
         logger.info("Training start...")
         logger.info(f"\n{model}")
 
