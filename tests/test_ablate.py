@@ -16,7 +16,8 @@ EXP = ROOT / "exps" / "example" / "yolox_nano_none_shapes.py"
 def _ablate(work, out, *extra):
     tiny = ["data_dir", str(work / "shapes"), "input_size", "(96,96)", "test_size", "(96,96)",
             "random_size", "(3,3)", "data_num_workers", "0", "test_conf", "0.0", "max_epoch", "1",
-            "no_aug_epochs", "0", "eval_interval", "1", "warmup_epochs", "0", "print_interval", "1"]
+            "no_aug_epochs", "0", "eval_interval", "1", "warmup_epochs", "0", "print_interval", "1",
+            "attention_stats_interval", "1"]
     cmd = [sys.executable, "-m", "yolox_attn.tools.ablate", "-f", str(EXP), "--attention", "none", "ca",
            "--seeds", "0", "1", "-b", "4", "--output-dir", str(out), *extra, *tiny]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900)
@@ -59,6 +60,12 @@ def test_every_run_finishes_with_a_complete_record(grid):
     assert sorted(runs[1]["scalars"]) == ["attention.dark3.gate", "attention.dark4.gate", "attention.dark5.gate"]
     assert all(math.isfinite(v) for v in runs[1]["scalars"].values())
     assert log.count("[ablate] ") == 5 and "4 of 4 runs finished" in log
+    # attention_stats_interval 1: the trainer's monitor wrote a record for each of the 2 iterations
+    stats = [json.loads(line) for line in (out / "ca_seed1" / "metrics.jsonl").read_text().splitlines()]
+    stats = [r for r in stats if r["event"] == "stats"]
+    assert [r["iter"] for r in stats] == [1, 2]
+    assert sorted(stats[0]["activation_rms"]) == ["attention.dark3", "attention.dark4", "attention.dark5"]
+    assert set(stats[0]["grad_norm"]) >= {"rest"} and "total_loss" in stats[0]["loss"]
 
 
 def test_summary_and_plot(grid):

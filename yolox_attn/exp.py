@@ -11,6 +11,7 @@ from torch import nn
 from yolox.exp import Exp
 
 from .attention import attention_kwargs, canonical_name
+from .checkpoint import ATTENTION_KEY
 from .neck import LEVELS, AttentionPAFPN, check_levels
 
 
@@ -53,6 +54,26 @@ def _parse_kwargs(value: str) -> Dict:
     return {k.strip(): ast.literal_eval(v.strip()) for k, v in pairs}
 
 
+def scale_lr_during_step(optimizer: torch.optim.Optimizer) -> None:
+    """Multiply each group's lr by its ``lr_mult`` for the length of ``step()``.
+
+    YOLOX's trainers (and the CPU one) set the scheduler's lr on every group each iteration,
+    so the multiplier is applied around the step and the group's lr restored afterwards.
+    """
+
+    def scale(opt, args, kwargs):
+        for group in opt.param_groups:
+            group["lr_base"] = group["lr"]
+            group["lr"] = group["lr"] * group.get("lr_mult", 1.0)
+
+    def restore(opt, args, kwargs):
+        for group in opt.param_groups:
+            group["lr"] = group.pop("lr_base")
+
+    optimizer.register_step_pre_hook(scale)
+    optimizer.register_step_post_hook(restore)
+
+
 def _literal_or_text(value: str):
     try:
         return ast.literal_eval(value)
@@ -72,6 +93,8 @@ class AttentionExp(Exp):
             False uses the paper-exact modules.
         depthwise: depthwise convolutions in neck and head, as YOLOX-nano has.
         optimizer_type: "sgd" (YOLOX's Nesterov SGD) or "adamw" (for short runs from scratch).
+        attention_lr_mult: the attention parameters' learning rate as a multiple of YOLOX's
+            (1: the same; their own optimizer groups otherwise, with the same weight decay rules).
         attention_stats_interval: every this many iterations the trainer records the
             attention's scalars, gradient norms and activation sizes in ``metrics.jsonl``
             (0: never).
@@ -85,6 +108,7 @@ class AttentionExp(Exp):
         self.attention_identity_init = True
         self.depthwise = False
         self.optimizer_type = "sgd"
+        self.attention_lr_mult = 1.0
         self.attention_stats_interval = 0
         self.data_dir = default_data_dir()
         self.last_eval = (0.0, 0.0)
@@ -108,6 +132,9 @@ class AttentionExp(Exp):
                 f"attention {name!r} got unknown attention_kwargs {unknown}; allowed: {list(attention_kwargs(name))}"
             )
         check_levels(self.attention_levels)
+        mult = self.attention_lr_mult
+        if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not mult >= 0:
+            raise ValueError(f"attention_lr_mult must be a number >= 0, got {mult!r}")
         if not isinstance(self.attention_identity_init, bool):
             raise ValueError(f"attention_identity_init must be True or False, got {self.attention_identity_init!r}")
 
@@ -164,16 +191,24 @@ class AttentionExp(Exp):
     def get_optimizer(self, batch_size):
         if "optimizer" not in self.__dict__:
             lr = self.warmup_lr if self.warmup_epochs > 0 else self.basic_lr_per_img * batch_size
-            no_decay, decay, biases = self.optimizer_groups()
-            groups = [{"params": no_decay, "weight_decay": 0.0},
-                      {"params": decay, "weight_decay": self.weight_decay},
-                      {"params": biases, "weight_decay": 0.0}]
+            attention = {id(p) for name, p in self.model.named_parameters() if ATTENTION_KEY in name}
+            groups = []
+            for params, decay in zip(self.optimizer_groups(), (0.0, self.weight_decay, 0.0)):
+                own = [p for p in params if id(p) in attention]
+                if self.attention_lr_mult == 1 or not own:
+                    groups.append({"params": params, "weight_decay": decay})
+                    continue
+                rest = [p for p in params if id(p) not in attention]
+                groups += [{"params": rest, "weight_decay": decay},
+                           {"params": own, "weight_decay": decay, "lr_mult": float(self.attention_lr_mult)}]
             if self.optimizer_type == "sgd":
                 self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=self.momentum, nesterov=True)
             elif self.optimizer_type == "adamw":
                 self.optimizer = torch.optim.AdamW(groups, lr=lr, betas=(self.momentum, 0.999))
             else:
                 raise ValueError(f"optimizer_type must be 'sgd' or 'adamw', got {self.optimizer_type!r}")
+            if any("lr_mult" in g for g in groups):
+                scale_lr_during_step(self.optimizer)
         return self.optimizer
 
     # ------------------------------------------------------ device awareness
