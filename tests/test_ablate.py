@@ -105,11 +105,12 @@ def test_rerun_skips_finished_runs_and_reports_a_failed_one(grid):
     assert "| ca | 2 |" in summary and "| none | 3 |" in summary
 
 
-def test_plan_orders_seed_major_and_runs_the_baseline_once_per_seed():
-    runs = ablate.plan_runs(["none", "cca"], [0, 1], [True, False])
-    assert [r.name for r in runs] == ["none_seed0", "cca_gated_seed0", "cca_paper_seed0",
-                                      "none_seed1", "cca_gated_seed1", "cca_paper_seed1"]
-    assert runs[2].group == "cca (paper)"
+def test_plan_orders_seed_major_and_applies_the_init_axis_to_gated_attentions_only():
+    runs = ablate.plan_runs(["none", "acmix", "cca"], [0, 1], [True, False])
+    assert [r.name for r in runs] == ["none_seed0", "acmix_gated_seed0", "acmix_paper_seed0", "cca_seed0",
+                                      "none_seed1", "acmix_gated_seed1", "acmix_paper_seed1", "cca_seed1"]
+    assert runs[2].group == "acmix (paper)" and runs[3].group == "cca"
+    assert [r.name for r in ablate.plan_runs(["ca"], [3], None)] == ["ca_seed3"]
 
 
 def test_exp_opts_follow_the_grid_values():

@@ -13,6 +13,11 @@ class NanoShapesExp(AttentionExp):
     (CCA and ACmix take longer; README gives the runs): training at 224-288 px and testing at
     320, no mosaic (it slowed convergence in a run this short), 21 epochs (one of warm-up, then
     cosine), and a learning rate 16x YOLOX's per-image default (0.02 at batch 8).
+
+    Trained from scratch, so the attention modules are the papers' own (no identity gate: it
+    only matters for fine-tuning a pretrained neck), and their parameters train at a tenth of
+    that rate: at the full rate CCA's ``gamma`` on dark3 ran away (-7 after 7 epochs, dark3's
+    features 250x larger, AP50 0.001); README's ablation section has the measurements.
     """
 
     def __init__(self):
@@ -32,3 +37,5 @@ class NanoShapesExp(AttentionExp):
         self.print_interval = 16
         self.data_num_workers = 1
         self.save_history_ckpt = False
+        self.attention_identity_init = False
+        self.attention_lr_mult = 0.1

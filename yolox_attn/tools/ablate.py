@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from ..attention import canonical_name
+from ..attention import ResidualGate, canonical_name
 from ..monitor import read_jsonl
 from ..trainer import METRICS_FILE
 
@@ -131,8 +131,15 @@ def plan_runs(attentions: Sequence[str], seeds: Sequence[int], inits: Optional[S
     """The grid in run order: seed-major, so a partial ablation already compares every attention."""
     init_axis = list(dict.fromkeys(inits)) if inits else [None]
     return [Run(a, s, i) for s in dict.fromkeys(seeds) for a in dict.fromkeys(attentions)
-            # the baseline has no attention to initialise: one run per seed
-            for i in ([None] if a == BASELINE else init_axis)]
+            # the axis changes only gated attentions: the others run once per seed
+            for i in (init_axis if is_gated(a) else [None])]
+
+
+def is_gated(attention: str) -> bool:
+    """Whether ``attention_identity_init`` changes this attention (it gets a residual gate)."""
+    from ..neck import build_level_attention
+
+    return attention != BASELINE and isinstance(build_level_attention(attention, 64, identity_init=True), ResidualGate)
 
 
 def check_opts(opts: Sequence[str]) -> List[str]:
