@@ -9,11 +9,25 @@ from loguru import logger
 from torch import nn
 
 # YOLOX checkpoints hold numpy scalars (``best_ap``); allow exactly those with weights_only.
-_NUMPY_SCALAR_GLOBALS = [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32))]
 try:
-    _NUMPY_SCALAR_GLOBALS.append(np._core.multiarray.scalar)
+    _numpy_scalar = np._core.multiarray.scalar  # numpy >= 2
 except AttributeError:  # numpy < 2
-    _NUMPY_SCALAR_GLOBALS.append(np.core.multiarray.scalar)
+    _numpy_scalar = np.core.multiarray.scalar
+
+
+def _scalar_spelled(module: str):
+    """numpy's scalar constructor under the name a pickle written with numpy 1 or 2 looks up."""
+    def scalar(*args):
+        return _numpy_scalar(*args)
+
+    scalar.__module__, scalar.__name__, scalar.__qualname__ = module, "scalar", "scalar"
+    return scalar
+
+
+# numpy 1 (every stock YOLOX 0.3.0 set-up) pickles numpy.core.multiarray.scalar, numpy 2
+# numpy._core.multiarray.scalar; torch matches allowed globals by module and name.
+_NUMPY_SCALAR_GLOBALS = [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32)),
+                         _scalar_spelled("numpy.core.multiarray"), _scalar_spelled("numpy._core.multiarray")]
 
 # The head's class-prediction layers: their shape follows num_classes, as on any custom dataset.
 CLASS_LAYER_PREFIX = "head.cls_preds."
