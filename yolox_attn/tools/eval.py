@@ -71,13 +71,14 @@ def main(exp, args, num_devices: int) -> str:
         load_weights(model, model_state(load_checkpoint(ckpt_file, map_location=device), ckpt_file), ckpt_file)
         logger.info("loaded checkpoint done.")
     if is_distributed:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rank])
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rank] if device.type == "cuda" else None)
     if args.fuse:
         logger.info("\tFusing model...")
         model = fuse_model(model)
 
     *_, summary = evaluator.evaluate(model, is_distributed, args.fp16, None, None, exp.test_size)
-    logger.info("\n" + summary)
+    if summary is not None:  # YOLOX's evaluators return the summary on rank 0 only
+        logger.info("\n" + summary)
     return summary
 
 
