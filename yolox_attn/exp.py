@@ -100,7 +100,9 @@ class AttentionExp(Exp):
             raise ValueError(f"attention_identity_init must be True or False, got {self.attention_identity_init!r}")
 
     def get_model(self):
-        from yolox.models import YOLOX, YOLOXHead
+        from yolox.models import YOLOX
+
+        from .precision import Float32DecodeHead
 
         self.check_attention()
         if getattr(self, "model", None) is None:
@@ -116,7 +118,7 @@ class AttentionExp(Exp):
                 attention_levels=self.attention_levels,
                 identity_init=self.attention_identity_init,
             )
-            head = YOLOXHead(
+            head = Float32DecodeHead(
                 self.num_classes, self.width, in_channels=in_channels, act=self.act, depthwise=self.depthwise
             )
             self.model = YOLOX(neck, head)

@@ -10,6 +10,7 @@ from yolox.core import Trainer
 from yolox.utils import ModelEMA, get_model_info, occupy_mem
 
 from .checkpoint import load_checkpoint, load_pretrained, model_state
+from .precision import cpu_autocast_dtype
 
 
 class AttentionTrainer(Trainer):
@@ -64,7 +65,8 @@ class _CPUPrefetcher:
 class CPUTrainer(AttentionTrainer):
     """The YOLOX training loop on the CPU: no CUDA device, streams or GradScaler.
 
-    ``--fp16`` becomes bfloat16 autocast, the CPU's mixed precision; inputs stay float32.
+    ``--fp16`` becomes bfloat16 autocast where the CPU has native bf16, else float32; inputs
+    stay float32.
     """
 
     def __init__(self, exp, args):
@@ -72,8 +74,7 @@ class CPUTrainer(AttentionTrainer):
         self.device = "cpu"
         self.data_type = torch.float32
         self.scaler = None
-        if self.amp_training:
-            logger.info("--fp16 on the CPU: training under bfloat16 autocast")
+        self.autocast_dtype = cpu_autocast_dtype(self.amp_training)
 
     def before_train(self):
         logger.info(f"args: {self.args}")
@@ -123,7 +124,7 @@ class CPUTrainer(AttentionTrainer):
         inps, targets = self.exp.preprocess(inps, targets, self.input_size)
         data_end_time = time.time()
 
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp_training):
+        with torch.autocast("cpu", dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None):
             outputs = self.model(inps, targets)
         loss = outputs["total_loss"]
         self.optimizer.zero_grad()
