@@ -7,10 +7,11 @@ import torch
 from loguru import logger
 from torch.nn.parallel import DistributedDataParallel as DDP
 from yolox.core import Trainer
-from yolox.utils import ModelEMA, get_model_info, occupy_mem
+from yolox.utils import ModelEMA, get_model_info
 
-from .checkpoint import load_checkpoint, load_pretrained, model_state
+from .checkpoint import check_pretrained, load_checkpoint, load_pretrained, model_state
 from .precision import cpu_autocast_dtype
+from .preflight import require_annotations, user_exit
 
 
 class AttentionTrainer(Trainer):
@@ -20,11 +21,47 @@ class AttentionTrainer(Trainer):
     YOLOX stores; fine-tuning checks that the weights fit (see ``load_pretrained``).
     """
 
+    def train(self):
+        # What the user chose (exp, data, checkpoint) is checked before YOLOX logs its long set-up,
+        # and a mistake there ends in one line; failures later keep their traceback.
+        try:
+            self.check_inputs()
+            self.before_train()
+        except (ValueError, OSError) as err:
+            raise user_exit("training", err) from None
+        try:
+            self.train_in_epoch()
+        finally:
+            self.after_train()
+
+    def _ckpt_file(self):
+        if self.args.resume:
+            return self.args.ckpt or os.path.join(self.file_name, "latest_ckpt.pth")
+        return self.args.ckpt
+
+    def check_inputs(self) -> None:
+        """The attention, the dataset's annotation files, and that the checkpoint loads and fits."""
+        if hasattr(self.exp, "check_attention"):
+            self.exp.check_attention()
+        for ann in (self.exp.train_ann, self.exp.val_ann):
+            require_annotations(self.exp.data_dir, ann)
+        ckpt_file = self._ckpt_file()
+        self._ckpt = None
+        if ckpt_file is not None:
+            self._ckpt = load_checkpoint(ckpt_file, map_location="cpu")
+            state = model_state(self._ckpt, ckpt_file)
+            if not self.args.resume:
+                check_pretrained(self.exp.get_model(), state, ckpt_file)
+
+    def _load(self, ckpt_file):
+        ckpt, self._ckpt = getattr(self, "_ckpt", None), None  # read by check_inputs, on the CPU:
+        return ckpt if ckpt is not None else load_checkpoint(ckpt_file, map_location=self.device)
+
     def resume_train(self, model):
         if self.args.resume:
-            ckpt_file = self.args.ckpt or os.path.join(self.file_name, "latest_ckpt.pth")
+            ckpt_file = self._ckpt_file()
             logger.info(f"resume training from {ckpt_file}")
-            ckpt = load_checkpoint(ckpt_file, map_location=self.device)
+            ckpt = self._load(ckpt_file)
             model.load_state_dict(model_state(ckpt, ckpt_file))
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.best_ap = float(ckpt.get("best_ap", 0))
@@ -36,7 +73,7 @@ class AttentionTrainer(Trainer):
         else:
             if self.args.ckpt is not None:
                 logger.info(f"loading checkpoint {self.args.ckpt!r} for fine tuning")
-                ckpt = load_checkpoint(self.args.ckpt, map_location=self.device)
+                ckpt = self._load(self.args.ckpt)
                 load_pretrained(model, model_state(ckpt, self.args.ckpt))
             self.start_epoch = 0
         return model
@@ -97,8 +134,8 @@ class CPUTrainer(AttentionTrainer):
         self.lr_scheduler = self.exp.get_lr_scheduler(
             self.exp.basic_lr_per_img * self.args.batch_size, self.max_iter
         )
-        if self.args.occupy:
-            occupy_mem(self.local_rank)
+        if self.args.occupy:  # YOLOX's occupy_mem parses nvidia-smi, which a CPU machine lacks
+            logger.warning("-o/--occupy reserves GPU memory; there is no GPU here, so it is ignored")
         if self.is_distributed:
             model = DDP(model, broadcast_buffers=False)
         if self.use_model_ema:
