@@ -3,7 +3,7 @@
 # torch but no network and no YOLOX: a pure-Python build of yolox==0.3.0 (its optional C++ COCO
 # eval op left out: it would have to match that machine's torch; YOLOX compiles it on first use
 # or gpu_check.sh falls back to pycocotools) and YOLOX's runtime dependencies for the target
-# Python. .whl/if-missing/ holds what the machine may already have (torchvision; opencv with
+# Python. .whl/if-missing/ holds what the machine may already have (torchvision, numpy, pytest; opencv with
 # GPU_OPENCV=1, a 50 MiB wheel that does not fit the 60 MiB a device run carries next to the rest);
 # gpu_check.sh installs those only when they cannot be imported there. This package itself runs
 # from the working tree (PYTHONPATH), so it needs no wheel.
@@ -12,6 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
+if ! "$PY" -c "import torch" 2>/dev/null; then
+    echo "[gpu_wheels] $PY has no torch, which yolox's setup.py imports: run bash scripts/setup.sh first (or set PYTHON)" >&2
+    exit 1
+fi
 GPU_PYTHON=${GPU_PYTHON:-3.12}
 GPU_TORCHVISION=${GPU_TORCHVISION:-0.26.0}
 LIMIT_MIB=60
@@ -24,8 +28,8 @@ target=(--no-deps --only-binary=:all: --implementation cp --python-version "$GPU
 echo "[gpu_wheels] YOLOX's runtime dependencies for Python $GPU_PYTHON" >&2
 # tensorboard without its server (grpcio, data server): torch's SummaryWriter needs only it and protobuf.
 pip download -d .whl "${target[@]}" loguru "pycocotools>=2.0.2" thop tabulate tqdm tensorboard protobuf
-echo "[gpu_wheels] if missing there: torchvision==$GPU_TORCHVISION" >&2
-pip download -d .whl/if-missing "${target[@]}" "torchvision==$GPU_TORCHVISION"
+echo "[gpu_wheels] if missing there: torchvision==$GPU_TORCHVISION, numpy, pytest" >&2
+pip download -d .whl/if-missing "${target[@]}" "torchvision==$GPU_TORCHVISION" numpy pytest pluggy iniconfig packaging pygments
 if [ "${GPU_OPENCV:-0}" = 1 ]; then
     pip download -d .whl/if-missing "${target[@]}" opencv-python-headless
 fi
