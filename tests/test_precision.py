@@ -14,7 +14,8 @@ SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_b
 NEOVERSE_V1 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
 
 
-@pytest.mark.parametrize("text, native", [(AVX2_ONLY, False), (SAPPHIRE_RAPIDS, True), (NEOVERSE_V1, True), ("", False)])
+@pytest.mark.parametrize("text, native", [(AVX2_ONLY, False), (SAPPHIRE_RAPIDS, True), (NEOVERSE_V1, True),
+                                          ("", False)])
 def test_native_bf16_from_cpu_flags(monkeypatch, text, native):
     monkeypatch.setattr(precision, "cpu_flags", lambda: cpu_flags(text))
     assert precision.cpu_native_bf16() is native

@@ -36,6 +36,16 @@ CLASS_LAYER_PREFIX = "head.cls_preds."
 ATTENTION_KEY = ".attention."
 
 
+def _load_error_reason(err: BaseException) -> str:
+    """The informative line of a torch.load error (weights-only errors open with a paragraph of advice)."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") -> Dict[str, Any]:
     """``torch.load`` a YOLOX checkpoint with ``weights_only=True`` and numpy scalars allowed."""
     if not os.path.isfile(path):
@@ -44,9 +54,8 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") ->
         with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"checkpoint {str(path)!r} cannot be read (corrupt, truncated or not a torch "
-                         f"checkpoint): {reason}") from err
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read (corrupt, truncated, not a torch checkpoint, "
+                         f"or holding objects a weights-only load refuses): {_load_error_reason(err)}") from err
     if not isinstance(ckpt, dict):
         raise ValueError(f"checkpoint {str(path)!r} holds a {type(ckpt).__name__}, not a dict")
     return ckpt

@@ -9,7 +9,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from yolox.core import Trainer
 from yolox.utils import ModelEMA, get_model_info
 
-from .checkpoint import check_pretrained, load_checkpoint, load_pretrained, model_state
+from .checkpoint import (check_pretrained, check_weights, load_checkpoint, load_pretrained, load_weights,
+                         model_state)
 from .precision import cpu_autocast_dtype
 from .preflight import require_annotations, user_exit
 
@@ -50,11 +51,12 @@ class AttentionTrainer(Trainer):
         if ckpt_file is not None:
             self._ckpt = load_checkpoint(ckpt_file, map_location="cpu")
             state = model_state(self._ckpt, ckpt_file)
-            if not self.args.resume:
-                check_pretrained(self.exp.get_model(), state, ckpt_file)
+            check = check_weights if self.args.resume else check_pretrained
+            check(self.exp.get_model(), state, ckpt_file)
 
     def _load(self, ckpt_file):
-        ckpt, self._ckpt = getattr(self, "_ckpt", None), None  # read by check_inputs, on the CPU:
+        # the checkpoint check_inputs read (to the CPU: the optimizer moves its state to the parameters')
+        ckpt, self._ckpt = getattr(self, "_ckpt", None), None
         return ckpt if ckpt is not None else load_checkpoint(ckpt_file, map_location=self.device)
 
     def resume_train(self, model):
@@ -62,7 +64,7 @@ class AttentionTrainer(Trainer):
             ckpt_file = self._ckpt_file()
             logger.info(f"resume training from {ckpt_file}")
             ckpt = self._load(ckpt_file)
-            model.load_state_dict(model_state(ckpt, ckpt_file))
+            load_weights(model, model_state(ckpt, ckpt_file), ckpt_file)
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.best_ap = float(ckpt.get("best_ap", 0))
             if self.args.start_epoch is not None:
@@ -161,7 +163,8 @@ class CPUTrainer(AttentionTrainer):
         inps, targets = self.exp.preprocess(inps, targets, self.input_size)
         data_end_time = time.time()
 
-        with torch.autocast("cpu", dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None):
+        amp = self.autocast_dtype is not None
+        with torch.autocast("cpu", dtype=self.autocast_dtype or torch.bfloat16, enabled=amp):
             outputs = self.model(inps, targets)
         loss = outputs["total_loss"]
         self.optimizer.zero_grad()
