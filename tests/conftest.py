@@ -69,3 +69,15 @@ def gradcheck_inputs_and_parameters(module, x: torch.Tensor) -> bool:
 
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes(tmp_path_factory):
+    """A generated COCO-layout shapes dataset (8 train / 4 val images at 128 px) and exp opts for it."""
+    from yolox_attn.tools.make_shapes import make_shapes
+
+    data = tmp_path_factory.mktemp("tiny") / "shapes"
+    make_shapes(data, train=8, val=4, size=128, seed=3)
+    opts = ["data_dir", str(data), "input_size", "(128,128)", "test_size", "(128,128)", "random_size", "(3,5)",
+            "data_num_workers", "0", "test_conf", "0.0"]
+    return data, opts

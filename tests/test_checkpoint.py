@@ -89,3 +89,27 @@ def test_resume_checkpoint_with_numpy_best_ap_loads_weights_only(tmp_path):
         torch.load(path, weights_only=True)
     ckpt = load_checkpoint(path)
     assert ckpt["best_ap"] == 0.25 and ckpt["start_epoch"] == 3
+
+
+def _save_as_numpy1(path, obj):
+    """``torch.save`` as under numpy 1.x, whose pickles name ``numpy.core.multiarray.scalar``."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("/data.pkl"):
+                assert b"numpy._core.multiarray" in data, "numpy 2 spelling expected in the pickle"
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            dst.writestr(info, data)
+
+
+def test_checkpoint_pickled_under_numpy1_loads_weights_only(tmp_path):
+    path = tmp_path / "numpy1_ckpt.pth"
+    _save_as_numpy1(path, {"model": {"w": torch.ones(2)}, "start_epoch": 3, "best_ap": np.float64(0.375)})
+    ckpt = load_checkpoint(path)
+    assert ckpt["best_ap"] == 0.375 and float(ckpt["best_ap"]) == 0.375
+    assert torch.equal(ckpt["model"]["w"], torch.ones(2))

@@ -219,3 +219,35 @@ def test_demo_saves_detections_and_attention_maps(tmp_path, attention, extra):
             assert r.detections is None and r.query_point == ((w - 1) / 2, (h - 1) / 2)
         else:
             assert r.detections is not None and len(r.detections) > 0
+
+
+def _demo_argv(tmp_path, ckpt, images):
+    return ["image", "-f", str(SHAPES_EXP), "-c", str(ckpt), "--path", str(images), "--tsize", "128",
+            "--device", "cpu", "--output-dir", str(tmp_path / "out")]
+
+
+def test_demo_loads_a_ddp_prefixed_checkpoint(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    _write_images(images)
+    plain = tmp_path / "plain.pth"
+    _gated_checkpoint("ca", plain)
+    state = torch.load(plain)["model"]
+    ddp = tmp_path / "ddp.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in state.items()}}, ddp)
+    got = demo.run([*_demo_argv(tmp_path, ddp, images), "--conf", "1e-6"])
+    want = demo.run([*_demo_argv(tmp_path, plain, images), "--conf", "1e-6"])
+    assert len(got) == len(want) == len(IMAGE_SIZES)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.detections, b.detections)
+
+
+def test_demo_fails_when_a_picture_cannot_be_written(tmp_path, monkeypatch):
+    images = tmp_path / "images"
+    images.mkdir()
+    _write_images(images)
+    ckpt = tmp_path / "ckpt.pth"
+    _gated_checkpoint("ca", ckpt)
+    monkeypatch.setattr(demo.cv2, "imwrite", lambda path, img: False)  # what OpenCV does on failure
+    with pytest.raises(SystemExit, match="could not write .*img0.jpg"):
+        demo.run(_demo_argv(tmp_path, ckpt, images))

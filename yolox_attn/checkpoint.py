@@ -1,6 +1,8 @@
 """Loading YOLOX checkpoints with current torch, and fine-tuning from official weights."""
 
 import os
+import pickle
+import zipfile
 from typing import Any, Dict, List, Mapping, Tuple, Union
 
 import numpy as np
@@ -9,23 +11,51 @@ from loguru import logger
 from torch import nn
 
 # YOLOX checkpoints hold numpy scalars (``best_ap``); allow exactly those with weights_only.
-_NUMPY_SCALAR_GLOBALS = [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32))]
 try:
-    _NUMPY_SCALAR_GLOBALS.append(np._core.multiarray.scalar)
+    _numpy_scalar = np._core.multiarray.scalar  # numpy >= 2
 except AttributeError:  # numpy < 2
-    _NUMPY_SCALAR_GLOBALS.append(np.core.multiarray.scalar)
+    _numpy_scalar = np.core.multiarray.scalar
+
+
+def _scalar_spelled(module: str):
+    """numpy's scalar constructor under the name a pickle written with numpy 1 or 2 looks up."""
+    def scalar(*args):
+        return _numpy_scalar(*args)
+
+    scalar.__module__, scalar.__name__, scalar.__qualname__ = module, "scalar", "scalar"
+    return scalar
+
+
+# numpy 1 (every stock YOLOX 0.3.0 set-up) pickles numpy.core.multiarray.scalar, numpy 2
+# numpy._core.multiarray.scalar; torch matches allowed globals by module and name.
+_NUMPY_SCALAR_GLOBALS = [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32)),
+                         _scalar_spelled("numpy.core.multiarray"), _scalar_spelled("numpy._core.multiarray")]
 
 # The head's class-prediction layers: their shape follows num_classes, as on any custom dataset.
 CLASS_LAYER_PREFIX = "head.cls_preds."
 ATTENTION_KEY = ".attention."
 
 
+def _load_error_reason(err: BaseException) -> str:
+    """The informative line of a torch.load error (weights-only errors open with a paragraph of advice)."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") -> Dict[str, Any]:
     """``torch.load`` a YOLOX checkpoint with ``weights_only=True`` and numpy scalars allowed."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read (corrupt, truncated, not a torch checkpoint, "
+                         f"or holding objects a weights-only load refuses): {_load_error_reason(err)}") from err
     if not isinstance(ckpt, dict):
         raise ValueError(f"checkpoint {str(path)!r} holds a {type(ckpt).__name__}, not a dict")
     return ckpt
@@ -69,17 +99,22 @@ def _raise_mismatch(source: str, own, state, missing: List[str], unexpected: Lis
     raise ValueError(f"{source} does not fit this model: " + " | ".join(problems))
 
 
-def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Load ``state`` strictly (evaluation, export); a mismatch raises ValueError naming the layers."""
+def check_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Raise ValueError naming the layers unless ``state`` fits ``model`` exactly (DDP prefix aside)."""
     state = strip_ddp_prefix(state)
     own = model.state_dict()
     _raise_mismatch(source, own, state, *_mismatch(own, state))
-    model.load_state_dict(state)
 
 
-def load_pretrained(model: nn.Module, state: Mapping[str, torch.Tensor],
-                    source: str = "checkpoint") -> Tuple[List[str], List[str]]:
-    """Load YOLOX weights for fine-tuning; return (new attention keys, skipped class-layer keys).
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load ``state`` strictly (evaluation, export); a mismatch raises ValueError naming the layers."""
+    check_weights(model, state, source)
+    model.load_state_dict(strip_ddp_prefix(state))
+
+
+def check_pretrained(model: nn.Module, state: Mapping[str, torch.Tensor],
+                     source: str = "checkpoint") -> Tuple[List[str], List[str], List[str]]:
+    """Whether ``state`` can fine-tune ``model``; return (new attention, dropped attention, skipped class) keys.
 
     Attention keys absent from ``state`` keep their initialisation; attention keys of another
     attention type in ``state`` are dropped; head class layers whose shape differs (another
@@ -93,6 +128,16 @@ def load_pretrained(model: nn.Module, state: Mapping[str, torch.Tensor],
     skipped = [k for k in own if k in state and own[k].shape != state[k].shape and k.startswith(CLASS_LAYER_PREFIX)]
     tolerated = set(new_attention) | set(dropped_attention) | set(skipped)
     _raise_mismatch(source, own, state, *_mismatch(own, state, ignore=tolerated.__contains__))
+    return new_attention, dropped_attention, skipped
+
+
+def load_pretrained(model: nn.Module, state: Mapping[str, torch.Tensor],
+                    source: str = "checkpoint") -> Tuple[List[str], List[str]]:
+    """Load YOLOX weights for fine-tuning (see ``check_pretrained``); return (new attention keys,
+    skipped class-layer keys)."""
+    new_attention, dropped_attention, skipped = check_pretrained(model, state, source)
+    state = strip_ddp_prefix(state)
+    own = model.state_dict()
     model.load_state_dict({k: v for k, v in state.items() if k in own and k not in skipped}, strict=False)
     if new_attention:
         logger.info(f"{len(new_attention)} attention key(s) not in the checkpoint, kept at init: {new_attention}")

@@ -13,6 +13,7 @@ from yolox.exp import Exp
 from .attention import attention_kwargs, canonical_name
 from .checkpoint import ATTENTION_KEY
 from .neck import LEVELS, AttentionPAFPN, check_levels
+from .preflight import UsageError, require_annotations
 
 
 # What YOLOX's own exps (yolox/exp/default/yolox_<size>.py) set for each size.
@@ -139,7 +140,9 @@ class AttentionExp(Exp):
             raise ValueError(f"attention_identity_init must be True or False, got {self.attention_identity_init!r}")
 
     def get_model(self):
-        from yolox.models import YOLOX, YOLOXHead
+        from yolox.models import YOLOX
+
+        from .precision import Float32DecodeHead
 
         self.check_attention()
         if getattr(self, "model", None) is None:
@@ -155,7 +158,7 @@ class AttentionExp(Exp):
                 attention_levels=self.attention_levels,
                 identity_init=self.attention_identity_init,
             )
-            head = YOLOXHead(
+            head = Float32DecodeHead(
                 self.num_classes, self.width, in_channels=in_channels, act=self.act, depthwise=self.depthwise
             )
             self.model = YOLOX(neck, head)
@@ -229,12 +232,14 @@ class AttentionExp(Exp):
         return int(size[0].item()), int(size[1].item())
 
     def get_data_loader(self, batch_size, is_distributed, no_aug=False, cache_img=False):
+        require_annotations(self.data_dir, self.train_ann)  # YOLOX's own error ends in an unrelated one
         loader = super().get_data_loader(batch_size, is_distributed, no_aug, cache_img)
         if not torch.cuda.is_available():
             loader.pin_memory = False  # pinning needs CUDA; YOLOX always asks for it
         return loader
 
     def get_eval_loader(self, batch_size, is_distributed, testdev=False, legacy=False):
+        require_annotations(self.data_dir, self.test_ann if testdev else self.val_ann)
         loader = super().get_eval_loader(batch_size, is_distributed, testdev, legacy)
         if not torch.cuda.is_available():
             loader.pin_memory = False
@@ -270,16 +275,17 @@ class AttentionExp(Exp):
         """YOLOX's ``opts`` merge, with the parsing it lacks and no silent drops.
 
         YOLOX casts a string to the attribute's type, which turns "(320,320)" into a tuple of
-        characters; tuples, lists and dicts are parsed as Python literals here instead.
+        characters; tuples, lists and dicts are parsed as Python literals here instead. Errors
+        are ``UsageError``s: a ValueError, and a one-line exit on YOLOX's command line.
         """
         if len(cfg_list) % 2:
-            raise ValueError(f"opts must be key value pairs, got {cfg_list!r}")
+            raise UsageError(f"opts must be key value pairs, got {cfg_list!r}")
         parsers = {"attention_levels": _parse_levels, "attention_kwargs": _parse_kwargs}
         rest = []
         for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
             current = getattr(self, key, None)
             if not hasattr(self, key) and not key.startswith("wandb-"):
-                raise ValueError(f"unknown exp option {key!r}; it is not an attribute of {type(self).__name__}")
+                raise UsageError(f"unknown exp option {key!r}; it is not an attribute of {type(self).__name__}")
             if not isinstance(value, str):
                 rest += [key, value]
             elif key in parsers:
@@ -289,14 +295,14 @@ class AttentionExp(Exp):
                 setattr(self, key, _literal_or_text(value))
             elif isinstance(current, bool):
                 if value not in ("True", "False"):
-                    raise ValueError(f"{key} must be True or False, got {value!r}")
+                    raise UsageError(f"{key} must be True or False, got {value!r}")
                 setattr(self, key, value == "True")
             elif isinstance(current, (tuple, list, dict)):
                 parsed = ast.literal_eval(value)
                 if not isinstance(parsed, type(current)) and not (
                     isinstance(current, (tuple, list)) and isinstance(parsed, (tuple, list))
                 ):
-                    raise ValueError(f"{key} must be a {type(current).__name__}, got {value!r}")
+                    raise UsageError(f"{key} must be a {type(current).__name__}, got {value!r}")
                 setattr(self, key, type(current)(parsed))
             else:
                 rest += [key, value]

@@ -7,10 +7,13 @@ import torch
 from loguru import logger
 from torch.nn.parallel import DistributedDataParallel as DDP
 from yolox.core import Trainer
-from yolox.utils import ModelEMA, get_model_info, occupy_mem
+from yolox.utils import ModelEMA, get_model_info
 
-from .checkpoint import load_checkpoint, load_pretrained, model_state
+from .checkpoint import (check_pretrained, check_weights, load_checkpoint, load_pretrained, load_weights,
+                         model_state)
 from .monitor import AttentionMonitor, append_jsonl, attention_scalars, read_jsonl
+from .precision import cpu_autocast_dtype
+from .preflight import require_annotations, user_exit
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -28,8 +31,42 @@ class AttentionTrainer(Trainer):
     """
 
     def train(self):
-        super().train()
+        # What the user chose (exp, data, checkpoint) is checked before YOLOX logs its long set-up,
+        # and a mistake there ends in one line; failures later keep their traceback.
+        try:
+            self.check_inputs()
+            self.before_train()
+        except (ValueError, OSError) as err:
+            raise user_exit("training", err) from None
+        try:
+            self.train_in_epoch()
+        finally:
+            self.after_train()
         self.finish_records()
+
+    def _ckpt_file(self):
+        if self.args.resume:
+            return self.args.ckpt or os.path.join(self.file_name, "latest_ckpt.pth")
+        return self.args.ckpt
+
+    def check_inputs(self) -> None:
+        """The attention, the dataset's annotation files, and that the checkpoint loads and fits."""
+        if hasattr(self.exp, "check_attention"):
+            self.exp.check_attention()
+        for ann in (self.exp.train_ann, self.exp.val_ann):
+            require_annotations(self.exp.data_dir, ann)
+        ckpt_file = self._ckpt_file()
+        self._ckpt = None
+        if ckpt_file is not None:
+            self._ckpt = load_checkpoint(ckpt_file, map_location="cpu")
+            state = model_state(self._ckpt, ckpt_file)
+            check = check_weights if self.args.resume else check_pretrained
+            check(self.exp.get_model(), state, ckpt_file)
+
+    def _load(self, ckpt_file):
+        # the checkpoint check_inputs read (to the CPU: the optimizer moves its state to the parameters')
+        ckpt, self._ckpt = getattr(self, "_ckpt", None), None
+        return ckpt if ckpt is not None else load_checkpoint(ckpt_file, map_location=self.device)
 
     def before_train(self):
         super().before_train()
@@ -75,10 +112,10 @@ class AttentionTrainer(Trainer):
 
     def resume_train(self, model):
         if self.args.resume:
-            ckpt_file = self.args.ckpt or os.path.join(self.file_name, "latest_ckpt.pth")
+            ckpt_file = self._ckpt_file()
             logger.info(f"resume training from {ckpt_file}")
-            ckpt = load_checkpoint(ckpt_file, map_location=self.device)
-            model.load_state_dict(model_state(ckpt, ckpt_file))
+            ckpt = self._load(ckpt_file)
+            load_weights(model, model_state(ckpt, ckpt_file), ckpt_file)
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.best_ap = float(ckpt.get("best_ap", 0))
             if self.args.start_epoch is not None:
@@ -89,7 +126,7 @@ class AttentionTrainer(Trainer):
         else:
             if self.args.ckpt is not None:
                 logger.info(f"loading checkpoint {self.args.ckpt!r} for fine tuning")
-                ckpt = load_checkpoint(self.args.ckpt, map_location=self.device)
+                ckpt = self._load(self.args.ckpt)
                 load_pretrained(model, model_state(ckpt, self.args.ckpt))
             self.start_epoch = 0
         return model
@@ -120,7 +157,8 @@ class _CPUPrefetcher:
 class CPUTrainer(AttentionTrainer):
     """The YOLOX training loop on the CPU: no CUDA device, streams or GradScaler.
 
-    ``--fp16`` becomes bfloat16 autocast, the CPU's mixed precision; inputs stay float32.
+    ``--fp16`` becomes bfloat16 autocast where the CPU has native bf16, else float32; inputs
+    stay float32.
     """
 
     def __init__(self, exp, args):
@@ -128,8 +166,7 @@ class CPUTrainer(AttentionTrainer):
         self.device = "cpu"
         self.data_type = torch.float32
         self.scaler = None
-        if self.amp_training:
-            logger.info("--fp16 on the CPU: training under bfloat16 autocast")
+        self.autocast_dtype = cpu_autocast_dtype(self.amp_training)
 
     def before_train(self):
         logger.info(f"args: {self.args}")
@@ -152,8 +189,8 @@ class CPUTrainer(AttentionTrainer):
         self.lr_scheduler = self.exp.get_lr_scheduler(
             self.exp.basic_lr_per_img * self.args.batch_size, self.max_iter
         )
-        if self.args.occupy:
-            occupy_mem(self.local_rank)
+        if self.args.occupy:  # YOLOX's occupy_mem parses nvidia-smi, which a CPU machine lacks
+            logger.warning("-o/--occupy reserves GPU memory; there is no GPU here, so it is ignored")
         if self.is_distributed:
             model = DDP(model, broadcast_buffers=False)
         if self.use_model_ema:
@@ -180,7 +217,8 @@ class CPUTrainer(AttentionTrainer):
         inps, targets = self.exp.preprocess(inps, targets, self.input_size)
         data_end_time = time.time()
 
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp_training):
+        amp = self.autocast_dtype is not None
+        with torch.autocast("cpu", dtype=self.autocast_dtype or torch.bfloat16, enabled=amp):
             outputs = self.model(inps, targets)
         loss = outputs["total_loss"]
         self.optimizer.zero_grad()

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .registry import register_attention
+from .scalar import scalar_residual
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -74,8 +75,9 @@ class CrissCrossAttention(nn.Module):
         """One criss-cross pass (the official module's forward)."""
         att = criss_cross_weights(self.query_conv(x), self.key_conv(x))
         out = criss_cross_aggregate(att, self.value_conv(x))
-        # x + gamma * out in one op; casts keep x's dtype under .half() / autocast.
-        return torch.addcmul(x, self.gamma.to(x.dtype), out.to(x.dtype))
+        # x + gamma * out in one op; casts keep x's dtype under .half() / autocast, and gamma's
+        # gradient is summed in float32.
+        return scalar_residual(x, out.to(x.dtype), self.gamma)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for _ in range(self.recurrence):

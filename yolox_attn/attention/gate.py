@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from .scalar import scalar_residual
+
 
 class ResidualGate(nn.Module):
     """``x + gate * (attn(x) - x)`` with a scalar ``gate`` starting at 0.
@@ -18,5 +20,5 @@ class ResidualGate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # lerp is x + gate * (attn(x) - x) in one pass without temporaries; exactly x at gate 0.
-        # Casts keep x's dtype under autocast and .half().
-        return torch.lerp(x, self.attn(x).to(x.dtype), self.gate.to(x.dtype))
+        # Casts keep x's dtype under autocast and .half(); the gate's gradient is summed in float32.
+        return scalar_residual(x, self.attn(x).to(x.dtype), self.gate, lerp=True)

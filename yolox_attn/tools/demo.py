@@ -51,7 +51,8 @@ from yolox.exp import get_exp
 from yolox.utils import fuse_model, get_model_info, postprocess, vis
 
 from ..attention_maps import AttentionMap, AttentionRecorder, normalize_map
-from ..checkpoint import load_checkpoint, model_state
+from ..checkpoint import load_checkpoint, load_weights, model_state
+from ..preflight import user_exit
 from .eval import pick_device
 from .make_shapes import CLASS_NAMES
 
@@ -307,7 +308,10 @@ def load_model(exp, args, device: torch.device) -> nn.Module:
     ckpt_file = args.ckpt or os.path.join(exp.output_dir, args.experiment_name, "best_ckpt.pth")
     if args.ckpt or os.path.isfile(ckpt_file):
         logger.info(f"loading checkpoint {ckpt_file}")
-        model.load_state_dict(model_state(load_checkpoint(ckpt_file), ckpt_file))
+        try:  # load_weights drops the module. prefix of DDP-saved checkpoints and names mismatched layers
+            load_weights(model, model_state(load_checkpoint(ckpt_file), ckpt_file), ckpt_file)
+        except (ValueError, OSError) as err:
+            raise user_exit("demo", err) from None
         logger.info("loaded checkpoint done.")
     else:
         logger.warning(f"no -c and no {ckpt_file}: running the RANDOMLY INITIALISED model")
@@ -352,6 +356,13 @@ def process_image(predictor: Predictor, img: np.ndarray, path: str, recorder: Op
         logger.info(f"attention query pixel (x, y) = ({point[0]:.0f}, {point[1]:.0f}) from the {origin}")
     figure = attention_figure(picture, img, result.maps, described, point, 0 if dets is None else len(dets))
     return result, picture, figure
+
+
+def _write_picture(path: str, picture: np.ndarray) -> None:
+    # cv2.imwrite returns False instead of raising (unwritable folder, extension it cannot encode).
+    if not cv2.imwrite(path, picture):
+        raise SystemExit(f"could not write {path}: cv2.imwrite failed (is the folder writable and the "
+                         "extension an image format such as .jpg or .png?)")
 
 
 def main(exp, args) -> List[ImageResult]:
@@ -417,12 +428,12 @@ def main(exp, args) -> List[ImageResult]:
             rel = os.path.relpath(path, args.path) if os.path.isdir(args.path) else os.path.basename(path)
             target = os.path.join(out_dir, rel)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            cv2.imwrite(target, picture)
+            _write_picture(target, picture)
             result.detection_file = target
             logger.info(f"Saving detection result in {target}")
             if figure is not None:
                 result.attention_file = os.path.splitext(target)[0] + "_attention.png"
-                cv2.imwrite(result.attention_file, figure)
+                _write_picture(result.attention_file, figure)
                 logger.info(f"Saving attention maps in {result.attention_file}")
     finally:
         if recorder is not None:

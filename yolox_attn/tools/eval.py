@@ -16,6 +16,7 @@ from yolox.tools.eval import make_parser
 from yolox.utils import configure_module, fuse_model, get_local_rank, get_model_info, setup_logger
 
 from ..checkpoint import load_checkpoint, load_weights, model_state
+from ..preflight import user_exit
 
 
 def pick_device(rank: int = 0) -> torch.device:
@@ -57,27 +58,30 @@ def main(exp, args, num_devices: int) -> str:
     if args.fp16:
         check_half_support(device)
 
-    model = exp.get_model()
-    logger.info(f"Model Summary: {get_model_info(model, exp.test_size)}")
     is_distributed = num_devices > 1
-    evaluator = exp.get_evaluator(args.batch_size, is_distributed, args.test, args.legacy)
+    try:  # the user's choices (exp, checkpoint, then dataset): a mistake ends in one line
+        model = exp.get_model()
+        if not args.speed:
+            ckpt_file = args.ckpt or os.path.join(file_name, "best_ckpt.pth")
+            logger.info(f"loading checkpoint from {ckpt_file}")
+            load_weights(model, model_state(load_checkpoint(ckpt_file, map_location=device), ckpt_file), ckpt_file)
+            logger.info("loaded checkpoint done.")
+        evaluator = exp.get_evaluator(args.batch_size, is_distributed, args.test, args.legacy)
+    except (ValueError, OSError) as err:
+        raise user_exit("evaluation", err) from None
+    logger.info(f"Model Summary: {get_model_info(model, exp.test_size)}")
     evaluator.per_class_AP = True
     evaluator.per_class_AR = True
-
     model.to(device).eval()
-    if not args.speed:
-        ckpt_file = args.ckpt or os.path.join(file_name, "best_ckpt.pth")
-        logger.info(f"loading checkpoint from {ckpt_file}")
-        load_weights(model, model_state(load_checkpoint(ckpt_file, map_location=device), ckpt_file), ckpt_file)
-        logger.info("loaded checkpoint done.")
     if is_distributed:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rank])
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rank] if device.type == "cuda" else None)
     if args.fuse:
         logger.info("\tFusing model...")
         model = fuse_model(model)
 
     *_, summary = evaluator.evaluate(model, is_distributed, args.fp16, None, None, exp.test_size)
-    logger.info("\n" + summary)
+    if summary is not None:  # YOLOX's evaluators return the summary on rank 0 only
+        logger.info("\n" + summary)
     return summary
 
 
