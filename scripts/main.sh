@@ -34,8 +34,15 @@ CKPT=$OUT/best_ckpt.pth
 
 $PY -m yolox_attn.tools.eval -f "$EXP" -c "$CKPT" -b "$BATCH" -d 1 --conf 0.001
 
+# demo inputs: the first 6 val images. No pipe: under pipefail, `ls | head` fails with 141 whenever
+# head exits before ls has written everything (SIGPIPE).
 mkdir -p "$OUT/demo_inputs"
-ls datasets/shapes/val2017/*.jpg | head -n 6 | xargs -I{} cp {} "$OUT/demo_inputs/"
+shopt -s nullglob
+val_images=(datasets/shapes/val2017/*.jpg)
+shopt -u nullglob
+[ ${#val_images[@]} -gt 0 ] || { echo "[main] no images in datasets/shapes/val2017/" >&2; exit 1; }
+cp "${val_images[@]:0:6}" "$OUT/demo_inputs/"
+# end demo inputs
 $PY -m yolox_attn.tools.demo image -f "$EXP" -c "$CKPT" --path "$OUT/demo_inputs" --conf 0.3 \
     --save_result --attention-maps --output-dir "$OUT/pictures"
 echo "[main] COCO AP table: $OUT/val_log.txt; detection and attention pictures: $OUT/pictures/" >&2

@@ -1,0 +1,54 @@
+"""The shell scripts: the main job's picture-selection step, and no pipe that SIGPIPE can kill."""
+
+import re
+import subprocess
+
+from conftest import ROOT
+
+SCRIPTS = sorted((ROOT / "scripts").glob("*.sh"))
+
+
+def _main_sh_part(start: str, end: str) -> str:
+    text = (ROOT / "scripts" / "main.sh").read_text()
+    i, j = text.index(start), text.index(end)
+    return text[i:j]
+
+
+def _shell_options() -> str:
+    lines = (ROOT / "scripts" / "main.sh").read_text().splitlines()
+    return next(line for line in lines if line.startswith("set -"))
+
+
+def test_demo_input_step_survives_50_runs_and_picks_the_first_six(tmp_path):
+    # As many images as the default val split, with the dataset's file names.
+    val = tmp_path / "datasets" / "shapes" / "val2017"
+    val.mkdir(parents=True)
+    names = [f"{i:012d}.jpg" for i in range(1, 129)]
+    for name in names:
+        (val / name).write_bytes(b"x")
+    step = _main_sh_part("# demo inputs", "# end demo inputs")
+    script = (f"{_shell_options()}\n"
+              f"for run in $(seq 1 50); do\n  OUT=out/$run\n{step}\ndone\n")
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for run in range(1, 51):
+        picked = sorted(p.name for p in (tmp_path / "out" / str(run) / "demo_inputs").iterdir())
+        assert picked == names[:6], run
+
+
+def test_demo_input_step_fails_clearly_without_images(tmp_path):
+    step = _main_sh_part("# demo inputs", "# end demo inputs")
+    proc = subprocess.run(["bash", "-c", f"{_shell_options()}\nOUT=out\n{step}"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "no images in datasets/shapes/val2017/" in proc.stderr
+
+
+def test_no_script_pipes_into_an_early_exiting_reader():
+    # head/grep -q/-m close the pipe early; under pipefail the writer's SIGPIPE fails the script.
+    early_exit = re.compile(r"\|\s*(head|grep\s+(-\w*q|-m)|sed\s+-n\s*'?\d+q)")
+    offenders = [f"{path.name}:{n}: {line.strip()}"
+                 for path in SCRIPTS
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if not line.lstrip().startswith("#") and early_exit.search(line)]
+    assert SCRIPTS and offenders == []
