@@ -1,5 +1,8 @@
+import contextlib
 import os
+import re
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,15 @@ def gradcheck_inputs_and_parameters(module, x: torch.Tensor) -> bool:
 
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@contextlib.contextmanager
+def deprecated_torch_path(match: str):
+    """For tests of torch's deprecated paths (TorchScript, the legacy ONNX exporter): assert that
+    torch says so (a DeprecationWarning/FutureWarning matching ``match``), and keep its notices
+    out of the run's warning summary, which is for warnings nobody expected."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    notices = [str(w.message) for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))]
+    assert any(re.search(match, m) for m in notices), notices
