@@ -18,11 +18,17 @@ if [ ! -f datasets/shapes/annotations/instances_val2017.json ]; then
     $PY -m yolox_attn.tools.make_shapes --out datasets/shapes
 fi
 
-if ls "$OUT"/*_ckpt.pth >/dev/null 2>&1; then
-    # A stale best_ckpt.pth of an earlier run would otherwise be evaluated as this run's.
-    echo "[main] moving the checkpoints of an earlier run to $OUT/previous/" >&2
-    mkdir -p "$OUT/previous" && mv "$OUT"/*_ckpt.pth "$OUT/previous/"
+# earlier run: a stale best_ckpt.pth would be evaluated as this run's, and YOLOX appends to its
+# logs, so this run's train_log.txt / val_log.txt would start with the earlier run's tables.
+earlier=()
+for f in "$OUT"/*_ckpt.pth "$OUT"/train_log.txt "$OUT"/val_log.txt; do
+    if [ -e "$f" ]; then earlier+=("$f"); fi
+done
+if [ ${#earlier[@]} -gt 0 ]; then
+    echo "[main] moving the checkpoints and logs of an earlier run to $OUT/previous/" >&2
+    mkdir -p "$OUT/previous" && mv "${earlier[@]}" "$OUT/previous/"
 fi
+# end earlier run
 start=$(date +%s)
 # shellcheck disable=SC2086
 $PY -m yolox.tools.train -f "$EXP" -d 1 -b "$BATCH" ${OPTS:-}
@@ -45,4 +51,4 @@ cp "${val_images[@]:0:6}" "$OUT/demo_inputs/"
 # end demo inputs
 $PY -m yolox_attn.tools.demo image -f "$EXP" -c "$CKPT" --path "$OUT/demo_inputs" --conf 0.3 \
     --save_result --attention-maps --output-dir "$OUT/pictures"
-echo "[main] COCO AP table: $OUT/val_log.txt; detection and attention pictures: $OUT/pictures/" >&2
+echo "[main] this run's COCO AP table: $OUT/val_log.txt (training log: $OUT/train_log.txt); detection and attention pictures: $OUT/pictures/" >&2

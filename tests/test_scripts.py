@@ -52,3 +52,21 @@ def test_no_script_pipes_into_an_early_exiting_reader():
                  for n, line in enumerate(path.read_text().splitlines(), 1)
                  if not line.lstrip().startswith("#") and early_exit.search(line)]
     assert SCRIPTS and offenders == []
+
+
+def test_earlier_run_step_starts_fresh_logs_and_checkpoints(tmp_path):
+    out = tmp_path / "YOLOX_outputs" / "x"
+    out.mkdir(parents=True)
+    for name in ("best_ckpt.pth", "latest_ckpt.pth", "train_log.txt", "val_log.txt", "events.out"):
+        (out / name).write_text(f"old {name}")
+    step = _main_sh_part("# earlier run", "# end earlier run")
+    script = f"{_shell_options()}\nOUT={out}\n{step}"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["events.out", "previous"]
+    moved = sorted(p.name for p in (out / "previous").iterdir())
+    assert moved == ["best_ckpt.pth", "latest_ckpt.pth", "train_log.txt", "val_log.txt"]
+    # A first run (nothing there) passes silently.
+    proc = subprocess.run(["bash", "-c", f"{_shell_options()}\nOUT={tmp_path / 'new'}\n{step}"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == ""
