@@ -238,3 +238,11 @@ def test_attention_panels_have_a_labelled_colour_scale():
     changed = np.argwhere((scaled != plain).any(axis=2))
     assert changed[:, 1].min() >= w  # only the heat panel carries the scale...
     assert changed[:, 1].min() < 2 * w - 20  # ...with its labels left of the bar
+
+
+def test_own_flags_take_both_spellings():
+    parser = demo.make_parser()
+    hyphen = parser.parse_intermixed_args(["image", "--output-dir", "o", "--attention-maps", "--attn-pixel", "3,4"])
+    underscore = parser.parse_intermixed_args(["image", "--output_dir", "o", "--attention_maps", "--attn_pixel", "3,4"])
+    assert vars(hyphen) == vars(underscore)
+    assert (hyphen.output_dir, hyphen.attention_maps, hyphen.attn_pixel) == ("o", True, "3,4")

@@ -64,7 +64,8 @@ ImagePoint = Tuple[float, float]  # (x, y) in input-image pixels
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """YOLOX demo's arguments, plus opts, --output-dir, --attention-maps and --attn-pixel."""
+    """YOLOX demo's arguments (their spelling kept), plus opts and our --output-dir, --attention-maps
+    and --attn-pixel, which also take YOLOX's underscore spelling (--attention_maps, ...)."""
     parser = argparse.ArgumentParser("yolox-attn demo")
     parser.add_argument("demo", default="image", help="demo type: only 'image' (video/webcam are refused)")
     parser.add_argument("-expn", "--experiment-name", type=str, default=None)
@@ -86,11 +87,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fuse", dest="fuse", default=False, action="store_true", help="fuse conv and bn")
     parser.add_argument("--trt", dest="trt", default=False, action="store_true",
                         help="refused: use YOLOX's own demo for TensorRT")
-    parser.add_argument("--output-dir", default=None, type=str,
+    parser.add_argument("--output-dir", "--output_dir", default=None, type=str,
                         help="folder for the pictures (default <output_dir>/<exp>/vis_res/<time>); implies saving")
-    parser.add_argument("--attention-maps", action="store_true",
+    parser.add_argument("--attention-maps", "--attention_maps", action="store_true",
                         help="also save detections + one heat-map panel per attended level; implies saving")
-    parser.add_argument("--attn-pixel", default=None, type=str,
+    parser.add_argument("--attn-pixel", "--attn_pixel", default=None, type=str,
                         help="X,Y query pixel (input-image coordinates) of the CCA/non-local maps")
     # "*" with parse_intermixed_args, not REMAINDER: after the "demo" positional a REMAINDER would
     # swallow every flag that follows it.

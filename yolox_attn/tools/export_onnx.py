@@ -71,7 +71,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--exporter", default="auto", choices=EXPORTERS,
                         help="dynamo: torch.export-based; legacy: TorchScript-based (deprecated in torch); "
                              "auto: dynamo, falling back to legacy with the reason logged")
-    parser.add_argument("--no-onnxsim", action="store_true", help="do not simplify with onnxsim")
+    parser.add_argument("--no-onnxsim", "--no_onnxsim", action="store_true", help="do not simplify with onnxsim")
     parser.add_argument("--atol", default=1e-3, type=float,
                         help="largest max abs difference to PyTorch accepted by the check")
     add_opts_arg(parser)
