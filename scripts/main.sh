@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 ATTN=${ATTN:-cam}
 BATCH=${BATCH:-8}
 case "$ATTN" in cam|cca|acmix) ;; *) echo "ATTN=$ATTN: allowed cam, cca, acmix" >&2; exit 2 ;; esac
+# "attention X" in OPTS would rename the experiment (and its folder) after X, away from $OUT below.
+case " ${OPTS:-} " in *" attention "*) echo "OPTS: choose the attention with ATTN=..., not OPTS" >&2; exit 2 ;; esac
 NAME=yolox_nano_${ATTN}_shapes
 EXP=exps/example/$NAME.py
 OUT=YOLOX_outputs/$NAME

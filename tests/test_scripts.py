@@ -70,3 +70,13 @@ def test_earlier_run_step_starts_fresh_logs_and_checkpoints(tmp_path):
     proc = subprocess.run(["bash", "-c", f"{_shell_options()}\nOUT={tmp_path / 'new'}\n{step}"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_main_refuses_an_attention_in_opts(tmp_path):
+    # It would rename the experiment away from the folder the job reads; ATTN= is the way.
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "main.sh").write_text((ROOT / "scripts" / "main.sh").read_text())
+    env = {"PATH": "/usr/bin:/bin", "OPTS": "max_epoch 2 attention cca"}
+    proc = subprocess.run(["bash", str(tmp_path / "scripts" / "main.sh")], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "choose the attention with ATTN=" in proc.stderr
