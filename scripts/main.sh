@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 ATTN=${ATTN:-cam}
 BATCH=${BATCH:-8}
 case "$ATTN" in cam|cca|acmix) ;; *) echo "ATTN=$ATTN: allowed cam, cca, acmix" >&2; exit 2 ;; esac
+# "attention X" in OPTS would rename the experiment (and its folder) after X, away from $OUT below.
+case " ${OPTS:-} " in *" attention "*) echo "OPTS: choose the attention with ATTN=..., not OPTS" >&2; exit 2 ;; esac
 NAME=yolox_nano_${ATTN}_shapes
 EXP=exps/example/$NAME.py
 OUT=YOLOX_outputs/$NAME
@@ -18,11 +20,17 @@ if [ ! -f datasets/shapes/annotations/instances_val2017.json ]; then
     $PY -m yolox_attn.tools.make_shapes --out datasets/shapes
 fi
 
-if ls "$OUT"/*_ckpt.pth >/dev/null 2>&1; then
-    # A stale best_ckpt.pth of an earlier run would otherwise be evaluated as this run's.
-    echo "[main] moving the checkpoints of an earlier run to $OUT/previous/" >&2
-    mkdir -p "$OUT/previous" && mv "$OUT"/*_ckpt.pth "$OUT/previous/"
+# earlier run: a stale best_ckpt.pth would be evaluated as this run's, and YOLOX appends to its
+# logs, so this run's train_log.txt / val_log.txt would start with the earlier run's tables.
+earlier=()
+for f in "$OUT"/*_ckpt.pth "$OUT"/train_log.txt "$OUT"/val_log.txt; do
+    if [ -e "$f" ]; then earlier+=("$f"); fi
+done
+if [ ${#earlier[@]} -gt 0 ]; then
+    echo "[main] moving the checkpoints and logs of an earlier run to $OUT/previous/" >&2
+    mkdir -p "$OUT/previous" && mv "${earlier[@]}" "$OUT/previous/"
 fi
+# end earlier run
 start=$(date +%s)
 # shellcheck disable=SC2086
 $PY -m yolox.tools.train -f "$EXP" -d 1 -b "$BATCH" ${OPTS:-}
@@ -34,8 +42,15 @@ CKPT=$OUT/best_ckpt.pth
 
 $PY -m yolox_attn.tools.eval -f "$EXP" -c "$CKPT" -b "$BATCH" -d 1 --conf 0.001
 
+# demo inputs: the first 6 val images. No pipe: under pipefail, `ls | head` fails with 141 whenever
+# head exits before ls has written everything (SIGPIPE).
 mkdir -p "$OUT/demo_inputs"
-ls datasets/shapes/val2017/*.jpg | head -n 6 | xargs -I{} cp {} "$OUT/demo_inputs/"
+shopt -s nullglob
+val_images=(datasets/shapes/val2017/*.jpg)
+shopt -u nullglob
+[ ${#val_images[@]} -gt 0 ] || { echo "[main] no images in datasets/shapes/val2017/" >&2; exit 1; }
+cp "${val_images[@]:0:6}" "$OUT/demo_inputs/"
+# end demo inputs
 $PY -m yolox_attn.tools.demo image -f "$EXP" -c "$CKPT" --path "$OUT/demo_inputs" --conf 0.3 \
     --save_result --attention-maps --output-dir "$OUT/pictures"
-echo "[main] COCO AP table: $OUT/val_log.txt; detection and attention pictures: $OUT/pictures/" >&2
+echo "[main] this run's COCO AP table: $OUT/val_log.txt (training log: $OUT/train_log.txt); detection and attention pictures: $OUT/pictures/" >&2

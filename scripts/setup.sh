@@ -13,13 +13,14 @@ pip install --upgrade pip setuptools wheel
 echo "[setup] $TORCH_SPEC" >&2
 # shellcheck disable=SC2086
 pip install $TORCH_SPEC
+echo "[setup] yolox-attn (editable) with YOLOX's runtime and test dependencies" >&2
+pip install -e ".[test]"
 # YOLOX builds a C++ extension against the installed torch and pins onnx==1.8.1 /
-# onnxruntime==1.8.0, which no current Python installs: build it here, without its deps.
+# onnxruntime==1.8.0, which no current Python installs: build it here, without its deps. It comes
+# last because pip checks an installed package's pins whenever one of its dependencies is
+# installed after it, and would print a resolver ERROR about yolox's unused pins.
 if ! .venv/bin/python -c "import yolox, sys; sys.exit(yolox.__version__ != '0.3.0')" 2>/dev/null; then
     echo "[setup] yolox==0.3.0 (no deps, no build isolation)" >&2
     pip install --no-deps --no-build-isolation yolox==0.3.0
 fi
-echo "[setup] yolox-attn (editable) with YOLOX's runtime and test dependencies" >&2
-echo "[setup] (pip's notice that yolox requires onnx==1.8.1/onnxruntime==1.8.0 is expected: those pins are why it is installed without deps)" >&2
-pip install -e ".[test]"
 .venv/bin/python -c "import yolox_attn, yolox, torch; print(f'[setup] ready: torch {torch.__version__}, yolox {yolox.__version__}, yolox-attn {yolox_attn.__version__}')"

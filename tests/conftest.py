@@ -1,5 +1,8 @@
+import contextlib
 import os
+import re
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,15 @@ def tiny_shapes(tmp_path_factory):
     opts = ["data_dir", str(data), "input_size", "(128,128)", "test_size", "(128,128)", "random_size", "(3,5)",
             "data_num_workers", "0", "test_conf", "0.0"]
     return data, opts
+
+
+@contextlib.contextmanager
+def deprecated_torch_path(match: str):
+    """For tests of torch's deprecated paths (TorchScript, the legacy ONNX exporter): assert that
+    torch says so (a DeprecationWarning/FutureWarning matching ``match``), and keep its notices
+    out of the run's warning summary, which is for warnings nobody expected."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    notices = [str(w.message) for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))]
+    assert any(re.search(match, m) for m in notices), notices

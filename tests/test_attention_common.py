@@ -1,8 +1,11 @@
 """What every registered attention must do inside the YOLOX neck: keep shapes on odd,
 non-square and multi-scale maps, train, survive autocast / .half(), export and trace."""
 
+import warnings
+
 import pytest
 import torch
+from conftest import deprecated_torch_path
 from torch import nn
 
 import yolox_attn.attention as A
@@ -100,10 +103,12 @@ def test_onnx_export_dynamic_hw(name, tmp_path):
     m = make(name).eval()
     x = torch.randn(1, C, 13, 9)
     path = tmp_path / f"{name}.onnx"
-    torch.onnx.export(
-        m, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"],
-        dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "h", 3: "w"}},
-    )
+    # the export tool's fallback path; torch warns that it is deprecated
+    with deprecated_torch_path("legacy TorchScript-based"):
+        torch.onnx.export(
+            m, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"],
+            dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "h", 3: "w"}},
+        )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for shape in [(1, C, 13, 9), (1, C, 10, 15)]:
         x = torch.randn(*shape)
@@ -118,12 +123,30 @@ def test_onnx_export_dynamic_hw(name, tmp_path):
 def test_jit_trace_round_trip(name, tmp_path):
     m = make(name).eval()
     x = torch.randn(1, C, 13, 9)
-    with torch.no_grad():
-        traced = torch.jit.trace(m, (x,))
-    path = tmp_path / f"{name}.pt"
-    torch.jit.save(traced, str(path))
-    loaded = torch.jit.load(str(path))
+    with deprecated_torch_path("torch.jit.trace` is deprecated"):  # TorchScript is torch's deprecated path
+        with torch.no_grad():
+            traced = torch.jit.trace(m, (x,))
+        path = tmp_path / f"{name}.pt"
+        torch.jit.save(traced, str(path))
+        loaded = torch.jit.load(str(path))
     for shape in [(1, C, 13, 9), (2, C, 10, 15)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), m(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_export_round_trip_dynamic(name, tmp_path):
+    m = make(name).eval()
+    dims = {0: torch.export.Dim("b", min=1), 2: torch.export.Dim("h", min=2), 3: torch.export.Dim("w", min=2)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = torch.export.export(m, (torch.randn(2, C, 13, 9),), dynamic_shapes=(dims,), strict=False)
+        path = tmp_path / f"{name}.pt2"
+        torch.export.save(program, str(path))
+        loaded = torch.export.load(str(path)).module()
+    assert [w for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))] == []
+    for shape in [(2, C, 13, 9), (1, C, 10, 15), (3, C, 2, 2)]:
         x = torch.randn(*shape)
         with torch.no_grad():
             torch.testing.assert_close(loaded(x), m(x), rtol=1e-5, atol=1e-5)

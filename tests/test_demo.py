@@ -12,6 +12,7 @@ from conftest import EXPS_DIR, load_exp
 
 from yolox_attn.attention import ACmix, CoordAtt, CrissCrossAttention, ResidualGate
 from yolox_attn.attention_maps import (
+    AttentionMap,
     AttentionRecorder,
     acmix_map,
     change_map,
@@ -204,7 +205,8 @@ def test_demo_saves_detections_and_attention_maps(tmp_path, attention, extra):
     assert [r.image_path for r in results] == [str(p) for p in paths]
     for r, (h, w) in zip(results, IMAGE_SIZES):
         if attention == "acmix":
-            assert r.detection_file.startswith(str(tmp_path / "outputs" / "yolox_nano_cam_shapes" / "vis_res"))
+            # "attention acmix" names the experiment after it, as the acmix exp file would
+            assert r.detection_file.startswith(str(tmp_path / "outputs" / "yolox_nano_acmix_shapes" / "vis_res"))
         else:
             assert r.detection_file.startswith(str(out))
         assert cv2.imread(r.detection_file).shape == (h, w, 3)
@@ -251,3 +253,28 @@ def test_demo_fails_when_a_picture_cannot_be_written(tmp_path, monkeypatch):
     monkeypatch.setattr(demo.cv2, "imwrite", lambda path, img: False)  # what OpenCV does on failure
     with pytest.raises(SystemExit, match="could not write .*img0.jpg"):
         demo.run(_demo_argv(tmp_path, ckpt, images))
+
+
+def test_attention_panels_have_a_labelled_colour_scale():
+    h, w = 240, 320
+    img = np.full((h, w, 3), 128, np.uint8)
+    heat = np.tile(np.linspace(0, 1, w, dtype=np.float32), (h, 1))
+    described = {"dark3": AttentionMap(torch.zeros(1, 4, 4), "ca a_h*a_w")}
+    point = (0.0, 0.0)
+    plain = demo.attention_figure(img.copy(), img, {"dark3": heat}, described, point, 0)
+    scaled = demo.attention_figure(img.copy(), img, {"dark3": heat}, described, point, 0, {"dark3": (0.25, 0.75)})
+    bar = scaled[:, 2 * w - 6]  # a column inside the bar at the heat panel's right edge
+    top, bottom = bar[h // 4 + 1].astype(int), bar[h - 13].astype(int)
+    assert top[2] > 100 and top[0] < 60  # red (BGR) at the top: the map's maximum
+    assert bottom[0] > 100 and bottom[2] < 60  # blue at the bottom: its minimum
+    changed = np.argwhere((scaled != plain).any(axis=2))
+    assert changed[:, 1].min() >= w  # only the heat panel carries the scale...
+    assert changed[:, 1].min() < 2 * w - 20  # ...with its labels left of the bar
+
+
+def test_own_flags_take_both_spellings():
+    parser = demo.make_parser()
+    hyphen = parser.parse_intermixed_args(["image", "--output-dir", "o", "--attention-maps", "--attn-pixel", "3,4"])
+    underscore = parser.parse_intermixed_args(["image", "--output_dir", "o", "--attention_maps", "--attn_pixel", "3,4"])
+    assert vars(hyphen) == vars(underscore)
+    assert (hyphen.output_dir, hyphen.attention_maps, hyphen.attn_pixel) == ("o", True, "3,4")

@@ -1,4 +1,5 @@
-"""ONNX and TorchScript export tools: every attention, dynamic shapes, checkpoints, failures."""
+"""Export tools (ONNX, torch.export .pt2, TorchScript): every registered attention, dynamic shapes,
+checkpoints, which exporter was used, no deprecated path by default, failures that write nothing."""
 
 import copy
 import os
@@ -9,18 +10,26 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import EXPS_DIR, ROOT
+from conftest import EXPS_DIR, ROOT, deprecated_torch_path
 from torch import nn
 
-from yolox_attn.tools import export_onnx, export_torchscript
+from yolox_attn.attention import attention_names
+from yolox_attn.attention import acmix as acmix_module
+from yolox_attn.attention import registry
 from yolox_attn.checkpoint import load_weights
+from yolox_attn.tools import export_onnx, export_pt2, export_torchscript
 from yolox_attn.tools.export_common import (
+    MIN_DYNAMIC_SIDE,
     ExportCheckError,
+    export_program,
     load_export_model,
     second_size,
 )
 
-ATTENTIONS = ["ca", "cca", "acmix", "nonlocal", "none"]
+# Every registered type (a new one is covered without editing this file).
+ATTENTIONS = list(attention_names(include_aliases=False))
+# These are known to export through torch.export; a new type may fall back, with a reason.
+TORCH_EXPORT_TYPES = {"ca", "cca", "acmix", "nonlocal", "none"}
 EXP_FILE = str(EXPS_DIR / "yolox_nano_cam.py")
 SIZE = (96, 128)
 
@@ -100,22 +109,34 @@ def checkpoints(tmp_path_factory):
     return out
 
 
+def _deprecations(caught):
+    return [f"{w.category.__name__}: {w.message}" for w in caught
+            if issubclass(w.category, (DeprecationWarning, FutureWarning))]
+
+
 @pytest.mark.parametrize("attention", ATTENTIONS)
 def test_onnx_dynamic_matches_pytorch(attention, checkpoints, tmp_path):
     import onnxruntime as ort
 
     ckpt, model = checkpoints[attention]
     path = tmp_path / f"{attention}.onnx"
-    result = export_onnx.main(["-f", EXP_FILE, "-c", str(ckpt), "--output-name", str(path), "--dynamic",
-                               "--decode_in_inference", *_opts(attention)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = export_onnx.main(["-f", EXP_FILE, "-c", str(ckpt), "--output-name", str(path), "--dynamic",
+                                   "--decode_in_inference", *_opts(attention)])
     assert result.path == str(path) and path.is_file()
+    if attention in TORCH_EXPORT_TYPES:
+        assert (result.exporter, result.fallback_reason) == ("dynamo", "")
+        assert _deprecations(caught) == []  # the default path uses no deprecated torch API
+    else:
+        assert result.exporter == "dynamo" or result.fallback_reason, result
     h2, w2 = second_size(SIZE)
     assert list(result.diffs) == [(1, 3, *SIZE), (2, 3, h2, w2)]
     assert all(d <= 1e-3 for d in result.diffs.values()), result.diffs
 
-    # Independently of the tool's own check: the file holds the checkpoint's weights.
+    # Independently of the tool's own check: the file holds the checkpoint's weights, any size.
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = torch.rand(1, 3, h2, w2) * 255
+    x = torch.rand(3, 3, h2 + 32, w2 - 32) * 255
     model.head.decode_in_inference = True
     with torch.no_grad():
         expected = model(x).numpy()
@@ -127,11 +148,110 @@ def test_onnx_dynamic_matches_pytorch(attention, checkpoints, tmp_path):
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS)
+def test_pt2_dynamic_matches_pytorch(attention, checkpoints, tmp_path):
+    ckpt, model = checkpoints[attention]
+    path = tmp_path / f"{attention}.pt2"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = export_pt2.main(["-f", EXP_FILE, "-c", str(ckpt), "--output-name", str(path),
+                                  "--decode_in_inference", *_opts(attention)])
+    assert _deprecations(caught) == []
+    h2, w2 = second_size(SIZE)
+    assert result.path == str(path) and list(result.diffs) == [(1, 3, *SIZE), (2, 3, h2, w2)]
+    assert all(d <= 1e-4 for d in result.diffs.values()), result.diffs
+    # The saved file alone reproduces the checkpoint's model at a third size.
+    loaded = torch.export.load(str(path)).module()
+    x = torch.rand(3, 3, MIN_DYNAMIC_SIDE, 2 * MIN_DYNAMIC_SIDE + 32) * 255
+    model.head.decode_in_inference = True
+    with torch.no_grad():
+        assert (loaded(x) - model(x)).abs().max() <= 1e-4
+
+
+def test_acmix_takes_the_plain_op_path_under_torch_export(monkeypatch):
+    # The streamed path (custom autograd function, out= ops) must not run while exporting.
+    m = registry.build_attention("acmix", 16).eval()
+    x = torch.randn(2, 16, 12, 10)
+    with torch.no_grad():
+        expected = m(x)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the streamed ACmix path ran under torch.export")
+
+    monkeypatch.setattr(acmix_module, "_stream_window_attention", forbidden)
+    monkeypatch.setattr(acmix_module._LocalWindowAttention, "apply", forbidden)
+    program = export_program(m, x, dynamic=False)
+    assert (program.module()(x) - expected).abs().max() <= 1e-5
+
+
+class _NumpyAttention(nn.Module):
+    """Leaves PyTorch through numpy: neither exporter can record it."""
+
+    identity_at_init = True
+
+    def forward(self, x):
+        return x + torch.from_numpy(np.zeros(tuple(x.shape), dtype=np.float32))
+
+
+@pytest.fixture
+def unexportable_type(monkeypatch):
+    monkeypatch.setitem(registry._BUILDERS, "numpyattn", lambda channels: _NumpyAttention())
+    return "numpyattn"
+
+
+def test_type_that_cannot_export_fails_clearly(unexportable_type, tmp_path):
+    onnx_path, pt2_path = tmp_path / "u.onnx", tmp_path / "u.pt2"
+    with pytest.raises(ExportCheckError, match="attention 'numpyattn' cannot be exported to ONNX") as info:
+        with deprecated_torch_path("legacy TorchScript-based"):  # the fallback is tried
+            export_onnx.main(["-f", EXP_FILE, "--output-name", str(onnx_path), "--dynamic",
+                              *_opts(unexportable_type)])
+    assert "torch.export-based exporter failed" in str(info.value) and "legacy exporter" in str(info.value)
+    with pytest.raises(ExportCheckError, match="attention 'numpyattn' cannot be exported with torch.export"):
+        export_pt2.main(["-f", EXP_FILE, "--output-name", str(pt2_path), *_opts(unexportable_type)])
+    with pytest.raises(ExportCheckError, match="the torch.export-based exporter failed"):
+        export_onnx.main(["-f", EXP_FILE, "--output-name", str(onnx_path), "--exporter", "dynamo",
+                          *_opts(unexportable_type)])
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize("tool, name", [(export_onnx, "m.onnx"), (export_pt2, "m.pt2"),
+                                        (export_torchscript, "m.torchscript.pt")])
+def test_failed_check_leaves_no_file_and_keeps_an_older_one(tool, name, tmp_path, recwarn):
+    extra = ["--exporter", "dynamo", "--dynamic"] if tool is export_onnx else []
+    argv = ["-f", EXP_FILE, "--atol", "-1", *extra, *_opts("none")]  # no difference is <= -1
+    with pytest.raises(ExportCheckError, match="does not match PyTorch"):
+        tool.main([*argv[:2], "--output-name", str(tmp_path / name), *argv[2:]])
+    assert os.listdir(tmp_path) == []
+    (tmp_path / name).write_bytes(b"older")
+    assert tool.run([*argv[:2], "--output-name", str(tmp_path / name), *argv[2:]]) == 1
+    assert os.listdir(tmp_path) == [name] and (tmp_path / name).read_bytes() == b"older"
+
+
+def test_default_output_is_next_to_the_exp_outputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may land in the current directory
+    out_dir = tmp_path / "outputs"
+    result = export_pt2.main(["-f", EXP_FILE, *_opts("none"), "output_dir", str(out_dir)])
+    assert result.path == str(out_dir / "yolox_nano_cam" / "yolox_nano_cam.pt2")
+    assert os.path.isfile(result.path) and sorted(os.listdir(tmp_path)) == ["outputs"]
+    assert os.stat(result.path).st_mode & 0o777 == 0o666 & ~_umask()
+    with deprecated_torch_path("torch.jit.trace` is deprecated"):  # TorchScript is torch's deprecated path
+        result = export_torchscript.main(["-f", EXP_FILE, *_opts("none"), "output_dir", str(out_dir)])
+    assert result.path == str(out_dir / "yolox_nano_cam" / "yolox_nano_cam.torchscript.pt")
+    assert os.path.isfile(result.path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
 def test_torchscript_round_trip(attention, checkpoints, tmp_path):
     ckpt, _ = checkpoints[attention]
     path = tmp_path / f"{attention}.torchscript.pt"
-    result = export_torchscript.main(["-f", EXP_FILE, "-c", str(ckpt), "--output-name", str(path),
-                                      "--decode_in_inference", *_opts(attention)])
+    with deprecated_torch_path("torch.jit.trace` is deprecated"):  # passed on, not hidden
+        result = export_torchscript.main(["-f", EXP_FILE, "-c", str(ckpt), "--output-name", str(path),
+                                          "--decode_in_inference", *_opts(attention)])
     assert path.is_file()
     # The second, non-square size and batch work: the YOLOX grids are not baked into the trace.
     h2, w2 = second_size(SIZE)
@@ -147,7 +267,8 @@ def test_torchscript_reports_baked_in_shapes(monkeypatch, tmp_path):
 
     monkeypatch.setattr(export_torchscript, "load_export_model", lambda *args, **kwargs: Baked())
     with pytest.raises(ExportCheckError, match="bakes in its trace shape"):
-        export_torchscript.main(["-f", EXP_FILE, "--output-name", str(tmp_path / "baked.pt"), *_opts("none")])
+        with deprecated_torch_path("torch.jit.trace` is deprecated"):
+            export_torchscript.main(["-f", EXP_FILE, "--output-name", str(tmp_path / "baked.pt"), *_opts("none")])
 
 
 def test_onnx_cli_subprocess_static(checkpoints, tmp_path):
@@ -163,7 +284,9 @@ def test_onnx_cli_subprocess_static(checkpoints, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert path.is_file()
     assert "verified" in proc.stderr and "(1, 3, 96, 128)" in proc.stderr
+    assert "(torch.export-based exporter)" in proc.stderr
     assert "onnxsim" in proc.stderr  # simplified, or said why not
+    assert "Deprecat" not in proc.stderr and "FutureWarning" not in proc.stderr
 
 
 def test_without_checkpoint_warns_and_exports_random_init(tmp_path):
@@ -172,7 +295,7 @@ def test_without_checkpoint_warns_and_exports_random_init(tmp_path):
     messages = []
     handler = logger.add(lambda m: messages.append(str(m)), level="WARNING")
     try:
-        result = export_torchscript.main(["-f", EXP_FILE, "--output-name", str(tmp_path / "init.pt"), *_opts("none")])
+        result = export_pt2.main(["-f", EXP_FILE, "--output-name", str(tmp_path / "init.pt2"), *_opts("none")])
     finally:
         logger.remove(handler)
     assert any("RANDOMLY INITIALISED" in m for m in messages)
@@ -215,9 +338,7 @@ def test_verification_fails_loudly(tmp_path):
     net = nn.Conv2d(3, 4, 3).eval()
     path = str(tmp_path / "conv.onnx")
     x = torch.randn(1, 3, 8, 8)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is chosen on purpose
-        torch.onnx.export(net, x, path, dynamo=False, input_names=["images"], output_names=["output"])
+    torch.onnx.export(net, (x,), path, dynamo=True, verbose=False, input_names=["images"], output_names=["output"])
     assert export_onnx.verify_onnx(net, path, "images", [x], atol=1e-3)[(1, 3, 8, 8)] <= 1e-5
     with torch.no_grad():
         net.bias.add_(0.01)
@@ -226,16 +347,18 @@ def test_verification_fails_loudly(tmp_path):
 
 
 def test_second_size_is_non_square_multiple_of_32():
-    assert second_size((96, 128)) == (32, 160)
+    assert second_size((96, 128)) == (160, 192)
     assert second_size((640, 640)) == (576, 672)
     assert second_size((416, 416)) == (352, 448)
     for size in [(64, 64), (32, 32), (96, 96), (100, 130)]:
         h, w = second_size(size)
         assert h % 32 == 0 and w % 32 == 0 and h != w and (h, w) != size
+        assert min(h, w) >= MIN_DYNAMIC_SIDE  # torch.export's dynamic range
 
 
 def test_opset_11_explains_einsum(checkpoints, tmp_path):
     ckpt, _ = checkpoints["cca"]
-    with pytest.raises(ExportCheckError, match="opset 11"):
+    # below opset 18 only the legacy exporter is tried (it warns: deprecated in torch)
+    with pytest.raises(ExportCheckError, match="opset 11"), deprecated_torch_path("legacy TorchScript-based"):
         export_onnx.main(["-f", EXP_FILE, "-c", str(ckpt), "-o", "11", "--output-name",
                           str(tmp_path / "cca11.onnx"), *_opts("cca")])

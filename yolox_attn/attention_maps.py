@@ -15,9 +15,9 @@ and returns a float32 (B, H, W) tensor on the feature grid; nothing in the model
 * ``change_map``: the generic fallback for any attention, ``||out - x||_2`` over channels.
 
 ``describe_attention`` dispatches on the module type, unwraps ``ResidualGate`` (a scalar gate g
-gives ``x + g (attn(x) - x)``: its change is ``|g|`` times the inner change, the same picture
-once normalised, and nothing at all at g = 0, so the inner map is shown and the note says the
-gate value) and returns the map with a short description for titles.
+gives ``x + g (attn(x) - x)``: its change is ``|g|`` times the wrapped module's change, the same
+picture once normalised, and nothing at all at g = 0, so the wrapped module's map is shown and
+the note says so, with the gate value) and returns the map with a short description for titles.
 """
 
 from dataclasses import dataclass
@@ -168,7 +168,8 @@ def describe_attention(module: nn.Module, x: torch.Tensor, out: Optional[torch.T
         gate = float(module.gate.detach())
         # The inner module sees the same x; its own output is not ``out`` (that one is gated).
         inner = _inner_map(module.attn, x, None, pixel)
-        inner.note = "gate=0, no effect yet: inner map" if gate == 0.0 else f"gate={gate:.2g}: inner map"
+        effect = "gate=0: no effect on the output yet" if gate == 0.0 else f"gate={gate:.2g}: output changes by gate x this"
+        inner.note = f"{effect}; shown before the gate"
         return inner
     return _inner_map(module, x, out, pixel)
 

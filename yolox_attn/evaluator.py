@@ -1,9 +1,13 @@
-"""YOLOX's COCO evaluator on whatever device the model is on."""
+"""YOLOX's COCO evaluator on whatever device the model is on, and per-class tables in COCO's unit."""
 
+import contextlib
 import itertools
 import time
+from typing import Iterator, Sequence
 
+import numpy as np
 import torch
+from tabulate import tabulate
 from tqdm import tqdm
 from yolox.evaluators import COCOEvaluator
 from yolox.utils import gather, is_main_process, postprocess, synchronize
@@ -59,3 +63,38 @@ class DeviceCOCOEvaluator(COCOEvaluator):
         results = self.evaluate_prediction(data_list, statistics.cpu())
         synchronize()
         return results
+
+
+def per_class_table(coco_eval, class_names: Sequence[str], metric: str, columns: int = 6) -> str:
+    """Per-class AP or AR (IoU 0.50:0.95, all areas, the most detections) of an accumulated
+    ``COCOeval``, as fractions with 3 decimals like COCO's summary lines; NaN for a class with no
+    ground truth. YOLOX's own tables print the same numbers in percent."""
+    if metric not in ("AP", "AR"):
+        raise ValueError(f"metric must be 'AP' or 'AR', got {metric!r}")
+    # precision: (IoU, recall, class, area, max dets); recall: (IoU, class, area, max dets)
+    values = coco_eval.eval["precision"][:, :, :, 0, -1] if metric == "AP" else coco_eval.eval["recall"][:, None, :, 0, -1]
+    if values.shape[2] != len(class_names):
+        raise ValueError(f"{len(class_names)} class names for {values.shape[2]} evaluated classes")
+    cells = []
+    for idx, name in enumerate(class_names):
+        v = values[:, :, idx]
+        v = v[v > -1]  # -1: no ground truth for this class
+        cells += [name, float(np.mean(v)) if v.size else float("nan")]
+    width = min(columns, len(cells)) // 2 * 2
+    rows = itertools.zip_longest(*[cells[i::width] for i in range(width)])
+    return tabulate(rows, tablefmt="pipe", floatfmt=".3f", headers=["class", metric] * (width // 2), numalign="left")
+
+
+@contextlib.contextmanager
+def per_class_tables_as_fractions() -> Iterator[None]:
+    """While active, YOLOX's evaluator prints its per-class AP/AR tables with ``per_class_table``
+    (fractions, the unit of the COCO summary above them) instead of in percent."""
+    from yolox.evaluators import coco_evaluator
+
+    saved = coco_evaluator.per_class_AP_table, coco_evaluator.per_class_AR_table
+    coco_evaluator.per_class_AP_table = lambda coco_eval, class_names: per_class_table(coco_eval, class_names, "AP")
+    coco_evaluator.per_class_AR_table = lambda coco_eval, class_names: per_class_table(coco_eval, class_names, "AR")
+    try:
+        yield
+    finally:
+        coco_evaluator.per_class_AP_table, coco_evaluator.per_class_AR_table = saved

@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch import nn
 from yolox.exp import Exp
 
-from .attention import attention_kwargs, canonical_name
+from .attention import attention_kwargs, attention_names, canonical_name
 from .checkpoint import ATTENTION_KEY
 from .neck import LEVELS, AttentionPAFPN, check_levels
 from .preflight import UsageError, require_annotations
@@ -280,6 +280,7 @@ class AttentionExp(Exp):
         """
         if len(cfg_list) % 2:
             raise UsageError(f"opts must be key value pairs, got {cfg_list!r}")
+        old_attention = self.attention
         parsers = {"attention_levels": _parse_levels, "attention_kwargs": _parse_kwargs}
         rest = []
         for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
@@ -307,3 +308,19 @@ class AttentionExp(Exp):
             else:
                 rest += [key, value]
         super().merge(rest)
+        self._name_after_attention(old_attention)
+
+    def _name_after_attention(self, old: str) -> None:
+        """After ``opts`` changed the attention, rename ``exp_name`` where it names the old one
+        (``yolox_s_cam`` with ``attention cca`` becomes ``yolox_s_cca``, the cca exp's name), so
+        the run gets its own output folder instead of writing into the old attention's."""
+        names = set(attention_names())
+        try:
+            old_key, new_key = canonical_name(old), canonical_name(self.attention)
+        except ValueError:
+            return  # get_model reports a bad name
+        parts = self.exp_name.split("_")
+        hits = [i for i, part in enumerate(parts) if part in names and canonical_name(part) == old_key]
+        if old_key != new_key and hits:
+            parts[hits[-1]] = self.attention.lower()
+            self.exp_name = "_".join(parts)

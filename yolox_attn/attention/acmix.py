@@ -33,8 +33,9 @@ _CPU_CHUNK_ELEMENTS = 1 << 19
 
 
 def _exporting() -> bool:
-    """True while tracing, exporting to ONNX or compiling: take the plain-op path there."""
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+    """True while tracing, exporting (torch.export, ONNX) or compiling: take the plain-op path there."""
+    return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+            or torch.compiler.is_compiling())
 
 
 def _reflect_index(n: Size, pad: int, device: torch.device) -> torch.Tensor:
@@ -44,7 +45,9 @@ def _reflect_index(n: Size, pad: int, device: torch.device) -> torch.Tensor:
     which equals ``ReflectionPad`` whenever n > pad and stays defined for any n >= 1.
     """
     idx = torch.arange(-pad, n + pad, device=device)
-    if isinstance(n, torch.Tensor):  # traced size: keep the period in the graph
+    if not isinstance(n, (int, torch.Tensor)):  # exported (SymInt) size: ONNX needs tensor operands
+        n = torch.scalar_tensor(n, dtype=torch.long, device=device)
+    if isinstance(n, torch.Tensor):  # traced or exported size: keep the period in the graph
         period = (2 * (n - 1)).clamp(min=1)
     else:
         period = max(2 * (n - 1), 1)
@@ -215,10 +218,14 @@ def local_window_attention(q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, 
 
 def _position(h: Size, w: Size, like: torch.Tensor) -> torch.Tensor:
     """(1, 2, h, w): channel 0 is x = linspace(-1, 1, w), channel 1 is y = linspace(-1, 1, h)."""
-    if isinstance(h, torch.Tensor) or isinstance(w, torch.Tensor):
-        # traced sizes: an arange form that exports with dynamic axes (linspace(-1, 1, 1) = -1)
-        def line(n: torch.Tensor) -> torch.Tensor:
-            step = (2.0 / (n - 1).clamp(min=1)).to(like.dtype)
+    if not (isinstance(h, int) and isinstance(w, int)):
+        # traced (tensor) or exported (SymInt) sizes: an arange form that exports with dynamic
+        # axes, where linspace's would keep the example's length (linspace(-1, 1, 1) = -1)
+        def line(n: Size) -> torch.Tensor:
+            if isinstance(n, torch.Tensor):
+                step = (2.0 / (n - 1).clamp(min=1)).to(like.dtype)
+            else:
+                step = 2.0 / torch.sym_max(n - 1, 1)
             return torch.arange(n, device=like.device).to(like.dtype) * step - 1
 
         loc_w, loc_h = line(w), line(h)

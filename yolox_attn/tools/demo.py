@@ -16,8 +16,11 @@ sub-folders of a ``--path`` folder. ``--save_result`` saves them; ``--output-dir
 
 ``--attention-maps`` also writes ``<stem>_attention.png`` per image: the detections, then one
 panel per attended level (left to right, in the neck's order), each a heat map on the input image
-(min-max scaled over the image region, JET colours, half blended), titled with the level, the
-attention and what the map shows (see ``yolox_attn.attention_maps``). CCA and non-local show the
+(min-max scaled over the image region, JET colours, half blended) with a colour scale at its
+right edge whose ends are labelled with the map's minimum and maximum, titled with the level,
+the attention and what the map shows (see ``yolox_attn.attention_maps``). Where the attention
+sits behind the identity-at-init gate, the title gives the gate value and says that the map is
+the attention's own, before the gate: the output changes by the gate times that. CCA and non-local show the
 weights of one query pixel, marked with a circle: ``--attn-pixel X,Y`` in input-image pixels,
 else the centre of the most confident detection, else the image centre. The PNG is
 ``height x (1 + levels) * width`` of the input image; titles are drawn inside the panels.
@@ -62,7 +65,8 @@ ImagePoint = Tuple[float, float]  # (x, y) in input-image pixels
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """YOLOX demo's arguments, plus opts, --output-dir, --attention-maps and --attn-pixel."""
+    """YOLOX demo's arguments (their spelling kept), plus opts and our --output-dir, --attention-maps
+    and --attn-pixel, which also take YOLOX's underscore spelling (--attention_maps, ...)."""
     parser = argparse.ArgumentParser("yolox-attn demo")
     parser.add_argument("demo", default="image", help="demo type: only 'image' (video/webcam are refused)")
     parser.add_argument("-expn", "--experiment-name", type=str, default=None)
@@ -84,11 +88,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fuse", dest="fuse", default=False, action="store_true", help="fuse conv and bn")
     parser.add_argument("--trt", dest="trt", default=False, action="store_true",
                         help="refused: use YOLOX's own demo for TensorRT")
-    parser.add_argument("--output-dir", default=None, type=str,
+    parser.add_argument("--output-dir", "--output_dir", default=None, type=str,
                         help="folder for the pictures (default <output_dir>/<exp>/vis_res/<time>); implies saving")
-    parser.add_argument("--attention-maps", action="store_true",
+    parser.add_argument("--attention-maps", "--attention_maps", action="store_true",
                         help="also save detections + one heat-map panel per attended level; implies saving")
-    parser.add_argument("--attn-pixel", default=None, type=str,
+    parser.add_argument("--attn-pixel", "--attn_pixel", default=None, type=str,
                         help="X,Y query pixel (input-image coordinates) of the CCA/non-local maps")
     # "*" with parse_intermixed_args, not REMAINDER: after the "demo" positional a REMAINDER would
     # swallow every flag that follows it.
@@ -227,24 +231,48 @@ def grid_pixel(point: ImagePoint, info: Dict, test_size: Tuple[int, int], grid: 
     return min(max(row, 0), rows - 1), min(max(col, 0), cols - 1)
 
 
-def map_to_image(grid_map: np.ndarray, info: Dict, test_size: Tuple[int, int]) -> np.ndarray:
-    """A feature-grid map -> the input image's (H, W), through the letterbox, scaled to [0, 1].
+def map_in_image(grid_map: np.ndarray, info: Dict, test_size: Tuple[int, int]) -> np.ndarray:
+    """A feature-grid map -> the input image's (H, W), through the letterbox, values kept.
 
     The grid covers the padded ``test_size`` canvas; only the part the image occupies is kept,
-    and the scaling uses that part alone, so padding cannot set the colour range.
+    so padding cannot set the colour range.
     """
     canvas = cv2.resize(grid_map.astype(np.float32), (test_size[1], test_size[0]), interpolation=cv2.INTER_LINEAR)
     # preproc pastes the resized image at the top-left with int() sizes
     h_in = max(1, int(info["height"] * info["ratio"]))
     w_in = max(1, int(info["width"] * info["ratio"]))
-    region = cv2.resize(canvas[:h_in, :w_in], (info["width"], info["height"]), interpolation=cv2.INTER_LINEAR)
-    return normalize_map(torch.from_numpy(region)[None])[0].numpy()
+    return cv2.resize(canvas[:h_in, :w_in], (info["width"], info["height"]), interpolation=cv2.INTER_LINEAR)
 
 
 def heat_panel(img: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """``heat`` in [0, 1] as JET colours blended over ``img`` (BGR uint8, same H, W)."""
     colours = cv2.applyColorMap(np.clip(heat * 255.0 + 0.5, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
     return cv2.addWeighted(img, 1.0 - alpha, colours, alpha, 0.0)
+
+
+def colour_bar(panel: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Draw the JET scale at the panel's right edge, labelled with the map values of its ends; in place.
+
+    The heat map is min-max scaled per panel, so blue is the map's ``low`` and red its ``high``.
+    """
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    h, w = panel.shape[:2]
+    scale = float(np.clip(w / 600.0, 0.28, 0.6))
+    bar_w = max(4, w // 30)
+    top, bottom = h // 4, h - max(4, h // 20)
+    if bottom - top < 8 or w < 4 * bar_w:
+        return panel  # too small to be read
+    ramp = np.linspace(255, 0, bottom - top).astype(np.uint8)[:, None].repeat(bar_w, axis=1)
+    x0 = w - bar_w - 2
+    panel[top:bottom, x0:x0 + bar_w] = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)
+    line_h = cv2.getTextSize("Ag", font, scale, 1)[0][1]
+    for value, y in ((high, top + line_h), (low, bottom)):
+        text = f"{value:.3g}"
+        tw = cv2.getTextSize(text, font, scale, 1)[0][0]
+        org = (max(0, x0 - tw - 3), y)
+        cv2.putText(panel, text, org, font, scale, (0, 0, 0), 3, cv2.LINE_AA)  # outline: readable on any colour
+        cv2.putText(panel, text, org, font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return panel
 
 
 def _wrap(text: str, font: int, scale: float, max_width: int) -> List[str]:
@@ -273,8 +301,10 @@ def put_title(panel: np.ndarray, lines: Sequence[str]) -> np.ndarray:
 
 
 def attention_figure(detections: np.ndarray, img: np.ndarray, maps: Dict[str, np.ndarray],
-                     described: Dict[str, AttentionMap], point: ImagePoint, n_dets: int) -> np.ndarray:
-    """[detections | level 1 | level 2 | ...], each panel the input image's size."""
+                     described: Dict[str, AttentionMap], point: ImagePoint, n_dets: int,
+                     ranges: Optional[Dict[str, Tuple[float, float]]] = None) -> np.ndarray:
+    """[detections | level 1 | level 2 | ...], each panel the input image's size; ``ranges`` (level ->
+    the map's min and max in the image) labels each panel's colour scale."""
     panels = [put_title(detections.copy(), [f"detections ({n_dets})"])]
     radius = max(2, min(img.shape[:2]) // 40)
     for level, heat in maps.items():
@@ -285,6 +315,8 @@ def attention_figure(detections: np.ndarray, img: np.ndarray, maps: Dict[str, np
             cv2.circle(panel, centre, radius, (255, 255, 255), max(1, radius // 2))
         # Say so when a map has no spatial variation (e.g. the tiny features of an untrained backbone).
         flat = "flat: no spatial variation" if not heat.any() else ""
+        if ranges is not None:
+            colour_bar(panel, *ranges[level])
         panels.append(put_title(panel, [f"{level}: {info.kind}", info.note, flat]))
     return np.concatenate(panels, axis=1)
 
@@ -350,11 +382,14 @@ def process_image(predictor: Predictor, img: np.ndarray, path: str, recorder: Op
     point, origin = query_point(output, info, pixel)
     result.query_point = point
     described = recorder.maps(lambda _, grid: grid_pixel(point, info, predictor.test_size, grid))
+    ranges = {}
     for level, amap in described.items():
-        result.maps[level] = map_to_image(amap.values[0].cpu().numpy(), info, predictor.test_size)
+        values = map_in_image(amap.values[0].cpu().numpy(), info, predictor.test_size)
+        ranges[level] = (float(np.nanmin(values)), float(np.nanmax(values)))
+        result.maps[level] = normalize_map(torch.from_numpy(values)[None])[0].numpy()
     if any(m.uses_pixel for m in described.values()):
         logger.info(f"attention query pixel (x, y) = ({point[0]:.0f}, {point[1]:.0f}) from the {origin}")
-    figure = attention_figure(picture, img, result.maps, described, point, 0 if dets is None else len(dets))
+    figure = attention_figure(picture, img, result.maps, described, point, 0 if dets is None else len(dets), ranges)
     return result, picture, figure
 
 

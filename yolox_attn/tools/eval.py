@@ -16,6 +16,7 @@ from yolox.tools.eval import make_parser
 from yolox.utils import configure_module, fuse_model, get_local_rank, get_model_info, setup_logger
 
 from ..checkpoint import load_checkpoint, load_weights, model_state
+from ..evaluator import per_class_tables_as_fractions
 from ..preflight import user_exit
 
 
@@ -79,7 +80,8 @@ def main(exp, args, num_devices: int) -> str:
         logger.info("\tFusing model...")
         model = fuse_model(model)
 
-    *_, summary = evaluator.evaluate(model, is_distributed, args.fp16, None, None, exp.test_size)
+    with per_class_tables_as_fractions():  # YOLOX prints them in percent, under a summary in fractions
+        *_, summary = evaluator.evaluate(model, is_distributed, args.fp16, None, None, exp.test_size)
     if summary is not None:  # YOLOX's evaluators return the summary on rank 0 only
         logger.info("\n" + summary)
     return summary

@@ -1,8 +1,11 @@
-"""What the ONNX and TorchScript export tools share: flags, exp and model loading, checks."""
+"""What the export tools (ONNX, torch.export .pt2, TorchScript) share: flags, exp and model
+loading, torch.export with dynamic shapes, output checks, and writing only verified files."""
 
 import argparse
+import contextlib
 import os
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+import tempfile
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from loguru import logger
@@ -12,23 +15,32 @@ from ..checkpoint import load_checkpoint, load_weights, model_state
 
 __all__ = [
     "ExportCheckError",
+    "MIN_DYNAMIC_SIDE",
     "add_common_args",
     "add_opts_arg",
     "cli_exit_code",
     "check_within",
+    "compare_outputs",
+    "default_output",
     "exp_from_args",
+    "export_program",
+    "first_line",
     "load_export_model",
     "max_abs_diff",
     "random_input",
     "second_size",
+    "verified_output",
 ]
+
+# torch.export specialises a map side of 1 (0/1 specialisation), so dark5 (stride 32) must be >= 2.
+MIN_DYNAMIC_SIDE = 64
 
 
 class ExportCheckError(RuntimeError):
     """The exported model does not reproduce PyTorch's output (or cannot run at all)."""
 
 
-def add_common_args(parser: argparse.ArgumentParser, default_output: str) -> argparse.ArgumentParser:
+def add_common_args(parser: argparse.ArgumentParser, suffix: str) -> argparse.ArgumentParser:
     """The flags both YOLOX export tools have (``-f -c -n -expn --output-name -b --decode_in_inference``).
 
     ``opts`` is not added here: it swallows the rest of the command line, so each tool adds it
@@ -41,7 +53,9 @@ def add_common_args(parser: argparse.ArgumentParser, default_output: str) -> arg
     parser.add_argument("-c", "--ckpt", default=None, type=str,
                         help="checkpoint ({'model': state_dict}); without it the randomly initialised "
                              "model is exported, with a warning (a quick check of the graph only)")
-    parser.add_argument("--output-name", default=default_output, type=str, help="output file")
+    parser.add_argument("--output-name", default=None, type=str,
+                        help=f"output file (default <output_dir>/<experiment name>/<experiment name>{suffix}, "
+                             "next to the exp's checkpoints)")
     parser.add_argument("-b", "--batch-size", default=1, type=int, help="batch size of the traced input")
     parser.add_argument("--decode_in_inference", action="store_true",
                         help="decode boxes to image coordinates inside the model")
@@ -65,6 +79,61 @@ def exp_from_args(args: argparse.Namespace):
     if not args.experiment_name:
         args.experiment_name = exp.exp_name
     return exp
+
+
+def default_output(exp, experiment_name: Optional[str], suffix: str) -> str:
+    """``<exp.output_dir>/<experiment name>/<experiment name><suffix>``: where YOLOX keeps that exp's files."""
+    name = experiment_name or exp.exp_name
+    return os.path.join(exp.output_dir, name, name + suffix)
+
+
+@contextlib.contextmanager
+def verified_output(path: str) -> Iterator[str]:
+    """Yield a temporary path in ``path``'s folder; move it to ``path`` only if the block succeeds.
+
+    A failed export or check therefore leaves no file at ``path`` (nor the temporary one), and
+    an older file there stays untouched. Same folder: the final rename cannot cross file systems.
+    """
+    path = os.path.abspath(path)
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    stem, ext = os.path.splitext(name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".unverified{ext}", dir=folder)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result gets the usual permissions
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def export_program(model: nn.Module, example: torch.Tensor, dynamic: bool) -> "torch.export.ExportedProgram":
+    """``torch.export.export`` of ``model`` on ``example``; ExportCheckError with the reason if it fails.
+
+    ``dynamic``: batch >= 1 and H, W multiples of 32 from ``MIN_DYNAMIC_SIDE`` on. The example's
+    batch must then be >= 2 (a batch of 1 would be specialised as a constant).
+    """
+    shapes = None
+    if dynamic:
+        if example.shape[0] < 2:
+            raise ValueError(f"a dynamic export needs an example batch >= 2, got {example.shape[0]}")
+        low = MIN_DYNAMIC_SIDE // 32
+        h, w = torch.export.Dim("h", min=low), torch.export.Dim("w", min=low)
+        shapes = ({0: torch.export.Dim("batch", min=1), 2: 32 * h, 3: 32 * w},)
+    try:
+        return torch.export.export(model, (example,), dynamic_shapes=shapes, strict=False)
+    except Exception as err:  # torch.export raises many types (UserError, GuardOnDataDependent, ...)
+        raise ExportCheckError(f"torch.export failed: {first_line(err)}") from err
+
+
+def first_line(err: BaseException) -> str:
+    """``Type: first line of the message``: torch's export errors run to pages."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def load_export_model(exp, ckpt: Optional[str], decode: bool, onnx_silu: bool = False,
@@ -96,9 +165,10 @@ def load_export_model(exp, ckpt: Optional[str], decode: bool, onnx_silu: bool = 
 
 
 def second_size(size: Sequence[int]) -> Tuple[int, int]:
-    """A second, non-square input size to check dynamic shapes: H - 64 (or + 64), W + 32, multiples of 32."""
+    """A second, non-square input size to check dynamic shapes: H - 64 (or + 64), W + 32, multiples
+    of 32 and at least ``MIN_DYNAMIC_SIDE``."""
     h, w = (max(32, int(s) // 32 * 32) for s in size)
-    h2 = h - 64 if h > 64 else h + 64
+    h2 = h - 64 if h - 64 >= MIN_DYNAMIC_SIDE else h + 64
     w2 = w + 32
     if h2 == w2:  # a square second size could hide swapped H and W
         w2 += 32
@@ -120,6 +190,26 @@ def max_abs_diff(reference: torch.Tensor, other: torch.Tensor, what: str) -> flo
     return float((reference.double() - other.double()).abs().max())
 
 
+def compare_outputs(model: nn.Module, run: Callable[[torch.Tensor], torch.Tensor],
+                    inputs: Sequence[torch.Tensor]) -> Dict[Tuple[int, ...], object]:
+    """Per input shape: max |model(x) - run(x)| (a float), or why ``run`` gave no comparable output (a str)."""
+    results: Dict[Tuple[int, ...], object] = {}
+    for x in inputs:
+        shape = tuple(x.shape)
+        with torch.no_grad():
+            expected = model(x)
+            try:
+                got = torch.as_tensor(run(x))
+            except Exception as err:  # each runtime raises its own types
+                results[shape] = f"it raises {first_line(err)}"
+                continue
+        if tuple(got.shape) != tuple(expected.shape):
+            results[shape] = f"output {tuple(got.shape)} instead of {tuple(expected.shape)}"
+        else:
+            results[shape] = max_abs_diff(expected, got, f"input {shape}")
+    return results
+
+
 def check_within(diffs: Iterable[Tuple[str, float]], tol: float, what: str) -> None:
     """Raise ExportCheckError listing every check whose max abs difference exceeds ``tol``."""
     bad = [f"{name}: max abs diff {d:.3g}" for name, d in diffs if not d <= tol]  # NaN fails too
@@ -131,7 +221,7 @@ def cli_exit_code(main: Callable[[Optional[List[str]]], object], argv: Optional[
     """Run an export tool's ``main``: 0 on success, 1 with the reason logged on a failed export or check."""
     try:
         main(argv)
-    except (ExportCheckError, ValueError, FileNotFoundError) as err:
+    except (ExportCheckError, ValueError, FileNotFoundError) as err:  # causes a user can fix
         logger.error(str(err))
         return 1
     return 0

@@ -1,64 +1,77 @@
-"""ONNX export like ``python -m yolox.tools.export_onnx``, working on current torch, and verified.
+"""ONNX export like ``python -m yolox.tools.export_onnx``, on torch's current exporter, and verified.
 
     python -m yolox_attn.tools.export_onnx -f exps/yolox_s_cam.py -c best_ckpt.pth --dynamic
 
 YOLOX 0.3.0's tool calls ``torch.onnx._export``, which current torch no longer has. This one takes
-the same flags, exports with the TorchScript-based exporter (``dynamo=False``), simplifies with
-onnxsim when it is installed, and then always runs the file in onnxruntime and compares it with
-PyTorch: at the export size, and with ``--dynamic`` at a second, non-square size with another
-batch size. It exits non-zero when they differ by more than ``--atol``.
+the same flags and exports with torch's torch.export-based exporter (``dynamo=True``). With
+``--exporter auto`` (the default) a model that exporter cannot handle falls back to the legacy
+TorchScript-based exporter (deprecated in torch), and the log says which one wrote the file and
+why the fallback was needed; ``--exporter dynamo|legacy`` forces one. The file is simplified with
+onnxsim when that is installed, then run in onnxruntime and compared with PyTorch: at the export
+size, and with ``--dynamic`` at a second, non-square size with another batch size. Only a file
+within ``--atol`` reaches ``--output-name``; a failed check exits non-zero and writes nothing.
 """
 
 import argparse
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from loguru import logger
 
 from .export_common import (
+    MIN_DYNAMIC_SIDE,
     ExportCheckError,
     add_common_args,
     add_opts_arg,
     check_within,
     cli_exit_code,
+    compare_outputs,
+    default_output,
     exp_from_args,
+    export_program,
+    first_line,
     load_export_model,
-    max_abs_diff,
     random_input,
     second_size,
+    verified_output,
 )
 
-DEFAULT_OPSET = 17
+DEFAULT_OPSET = 18
+DYNAMO_MIN_OPSET = 18  # the torch.export-based exporter writes opset 18 and up natively
+EXPORTERS = ("auto", "dynamo", "legacy")
 
 
 @dataclass
 class OnnxExportResult:
-    """Where the model went and the max abs differences to PyTorch per checked input shape."""
+    """Where the model went, which exporter wrote it and why, and the max abs differences to PyTorch."""
 
     path: str
+    exporter: str  # "dynamo" (torch.export-based) or "legacy" (TorchScript-based)
     diffs: Dict[Tuple[int, ...], float] = field(default_factory=dict)
+    fallback_reason: str = ""  # why the torch.export-based exporter was not used ("" when it was)
     simplified: bool = False
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """YOLOX's export_onnx flags (plus ``--atol``)."""
+    """YOLOX's export_onnx flags (plus ``--exporter`` and ``--atol``)."""
     parser = argparse.ArgumentParser("yolox-attn onnx deploy")
-    add_common_args(parser, default_output="yolox.onnx")
+    add_common_args(parser, suffix=".onnx")
     parser.add_argument("--input", default="images", type=str, help="input node name of the onnx model")
     parser.add_argument("--output", default="output", type=str, help="output node name of the onnx model")
     parser.add_argument(
         "-o", "--opset", default=DEFAULT_OPSET, type=int,
-        help=f"onnx opset version (default {DEFAULT_OPSET}; YOLOX's default 11 cannot export CCA and "
-             "non-local attention, whose einsum needs opset >= 12; 17 is the opset these exports are "
-             "tested with)",
+        help=f"onnx opset version (default {DEFAULT_OPSET}; below {DYNAMO_MIN_OPSET} only the legacy exporter "
+             "is used; YOLOX's default 11 cannot export CCA and non-local attention, whose einsum needs >= 12)",
     )
     parser.add_argument("--dynamic", action="store_true",
-                        help="dynamic batch, height and width (input) and batch, anchors (output)")
-    parser.add_argument("--no-onnxsim", action="store_true", help="do not simplify with onnxsim")
+                        help=f"dynamic batch, height and width (multiples of 32, from {MIN_DYNAMIC_SIDE} px)")
+    parser.add_argument("--exporter", default="auto", choices=EXPORTERS,
+                        help="dynamo: torch.export-based; legacy: TorchScript-based (deprecated in torch); "
+                             "auto: dynamo, falling back to legacy with the reason logged")
+    parser.add_argument("--no-onnxsim", "--no_onnxsim", action="store_true", help="do not simplify with onnxsim")
     parser.add_argument("--atol", default=1e-3, type=float,
                         help="largest max abs difference to PyTorch accepted by the check")
     add_opts_arg(parser)
@@ -74,12 +87,12 @@ def _simplify(path: str) -> bool:
         return False
     import onnx
 
-    # onnxsim >= 0.4 keeps dynamic axes by itself; the onnxruntime check below covers the result.
+    # onnxsim >= 0.4 keeps dynamic axes by itself; the onnxruntime check covers the result.
     simplified, ok = simplify(onnx.load(path))
     if not ok:
         raise ExportCheckError("onnxsim could not validate the simplified model")
     onnx.save(simplified, path)
-    logger.info(f"simplified {path} with onnxsim")
+    logger.info("simplified with onnxsim")
     return True
 
 
@@ -91,61 +104,95 @@ def verify_onnx(model: torch.nn.Module, path: str, input_name: str,
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()  # share the cores the way torch does
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    diffs: Dict[Tuple[int, ...], float] = {}
-    for x in inputs:
-        shape = tuple(x.shape)
-        with torch.no_grad():
-            expected = model(x)
-        try:
-            got = session.run(None, {input_name: x.numpy()})[0]
-        except Exception as err:  # onnxruntime raises its own exception types
-            raise ExportCheckError(f"onnxruntime failed on input {shape}: {err}") from err
-        diffs[shape] = max_abs_diff(expected, torch.from_numpy(got), f"input {shape}")
-        logger.info(f"onnxruntime vs PyTorch, input {shape}: max abs diff {diffs[shape]:.3g}")
-    check_within([(f"input {s}", d) for s, d in diffs.items()], atol, f"ONNX model {path} (kept for inspection)")
-    return diffs
+    results = compare_outputs(model, lambda x: session.run(None, {input_name: x.numpy()})[0], inputs)
+    problems = [f"input {s}: {r}" for s, r in results.items() if isinstance(r, str)]
+    if problems:
+        raise ExportCheckError("onnxruntime cannot reproduce PyTorch's output: " + "; ".join(problems))
+    for shape, diff in results.items():
+        logger.info(f"onnxruntime vs PyTorch, input {shape}: max abs diff {diff:.3g}")
+    check_within([(f"input {s}", d) for s, d in results.items()], atol, "the ONNX model")
+    return results
 
 
-def main(argv: Optional[List[str]] = None) -> OnnxExportResult:
-    """Export as the flags say, verify in onnxruntime; raise ExportCheckError on a mismatch."""
-    args = make_parser().parse_args(argv)
-    logger.info(f"args: {args}")
-    exp = exp_from_args(args)
-    model = load_export_model(exp, args.ckpt, args.decode_in_inference, onnx_silu=True,
-                              experiment_name=args.experiment_name)
-    size = tuple(int(s) for s in exp.test_size)
-    dummy = random_input(args.batch_size, size, seed=0)
+def _export_dynamo(model: torch.nn.Module, args: argparse.Namespace, example: torch.Tensor, path: str) -> None:
+    program = export_program(model, example, dynamic=args.dynamic)
+    try:
+        torch.onnx.export(program, (example,), path, dynamo=True, opset_version=args.opset, verbose=False,
+                          input_names=[args.input], output_names=[args.output], external_data=False)
+    except Exception as err:  # the translation raises its own types
+        raise ExportCheckError(f"ONNX translation of the exported program failed: {first_line(err)}") from err
 
+
+def _export_legacy(model: torch.nn.Module, args: argparse.Namespace, example: torch.Tensor, path: str) -> None:
     dynamic_axes = None
     if args.dynamic:
         dynamic_axes = {args.input: {0: "batch", 2: "height", 3: "width"},
                         args.output: {0: "batch", 1: "anchors"}}
-    out_dir = os.path.dirname(os.path.abspath(args.output_name))
-    os.makedirs(out_dir, exist_ok=True)
     try:
-        with warnings.catch_warnings():
-            # The TorchScript-based exporter is chosen on purpose (dynamo=False): say it once, not per call.
-            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-            torch.onnx.export(
-                model, dummy, args.output_name, dynamo=False, opset_version=args.opset,
-                input_names=[args.input], output_names=[args.output], dynamic_axes=dynamic_axes,
-            )
+        torch.onnx.export(model, (example,), path, dynamo=False, opset_version=args.opset,
+                          input_names=[args.input], output_names=[args.output], dynamic_axes=dynamic_axes)
     except torch.onnx.errors.UnsupportedOperatorError as err:
         raise ExportCheckError(f"export at opset {args.opset} failed: {err} (the attention modules are "
                                f"tested at opset {DEFAULT_OPSET})") from err
-    logger.info(f"generated onnx model {args.output_name} (opset {args.opset})")
 
-    simplified = False if args.no_onnxsim else _simplify(args.output_name)
 
+_EXPORT: Dict[str, Callable[..., None]] = {"dynamo": _export_dynamo, "legacy": _export_legacy}
+
+
+def _export_verified(exporter: str, model: torch.nn.Module, args: argparse.Namespace, example: torch.Tensor,
+                     inputs: Sequence[torch.Tensor], path: str) -> Tuple[Dict[Tuple[int, ...], float], bool]:
+    """Export with ``exporter`` to ``path``, simplify, verify: (diffs, simplified); ExportCheckError on failure."""
+    _EXPORT[exporter](model, args, example, path)
+    simplified = False if args.no_onnxsim else _simplify(path)
+    return verify_onnx(model, path, args.input, inputs, args.atol), simplified
+
+
+def main(argv: Optional[List[str]] = None) -> OnnxExportResult:
+    """Export as the flags say, verify in onnxruntime; raise ExportCheckError when no exporter passes."""
+    args = make_parser().parse_args(argv)
+    logger.info(f"args: {args}")
+    if args.exporter == "dynamo" and args.opset < DYNAMO_MIN_OPSET:
+        raise ValueError(f"--exporter dynamo writes opset >= {DYNAMO_MIN_OPSET}, got -o {args.opset}; "
+                         "use a higher opset or --exporter legacy")
+    exp = exp_from_args(args)
+    what = f"the model with attention {getattr(exp, 'attention', 'none')!r}"
+    model = load_export_model(exp, args.ckpt, args.decode_in_inference, onnx_silu=True,
+                              experiment_name=args.experiment_name)
+    out = os.path.abspath(args.output_name or default_output(exp, args.experiment_name, ".onnx"))
+    size = tuple(int(s) for s in exp.test_size)
+    dummy = random_input(args.batch_size, size, seed=0)
     inputs = [dummy]
     if args.dynamic:
         inputs.append(random_input(args.batch_size + 1, second_size(size), seed=1))
     else:
         logger.info("static shapes: the model only takes its export input shape; checked at that shape only")
-    diffs = verify_onnx(model, args.output_name, args.input, inputs, args.atol)
+
+    used, reason = None, "--exporter legacy"
+    with verified_output(out) as tmp:
+        if args.exporter != "legacy" and args.opset < DYNAMO_MIN_OPSET:
+            reason = f"opset {args.opset} < {DYNAMO_MIN_OPSET}, the lowest the torch.export-based exporter writes"
+        elif args.exporter != "legacy":
+            # torch.export would fix a batch of 1 as a constant: trace a dynamic export with 2
+            example = random_input(max(2, args.batch_size), size, seed=0) if args.dynamic else dummy
+            try:
+                diffs, simplified = _export_verified("dynamo", model, args, example, inputs, tmp)
+                used, reason = "dynamo", ""
+            except ExportCheckError as err:
+                if args.exporter == "dynamo":
+                    raise ExportCheckError(f"{what}: the torch.export-based exporter failed: {err}") from err
+                reason = f"the torch.export-based exporter failed: {err}"
+        if used is None:
+            logger.warning(f"exporting {what} with the legacy TorchScript-based exporter (deprecated in torch), "
+                           f"because {reason}")
+            try:
+                diffs, simplified = _export_verified("legacy", model, args, dummy, inputs, tmp)
+                used = "legacy"
+            except ExportCheckError as err:
+                raise ExportCheckError(f"{what} cannot be exported to ONNX: {reason}; legacy exporter: {err}") from err
     summary = ", ".join(f"{s}: {d:.3g}" for s, d in diffs.items())
-    logger.info(f"verified {os.path.abspath(args.output_name)} in onnxruntime, max abs diff per input: {summary}")
-    return OnnxExportResult(os.path.abspath(args.output_name), diffs, simplified)
+    kind = "torch.export-based" if used == "dynamo" else "legacy TorchScript-based"
+    logger.info(f"verified {out} ({kind} exporter) in onnxruntime, max abs diff per input: {summary}")
+    return OnnxExportResult(out, used, diffs, reason, simplified)
 
 
 def run(argv: Optional[List[str]] = None) -> int:

@@ -2,12 +2,16 @@
 
     python -m yolox_attn.tools.export_torchscript -f exps/yolox_s_cam.py -c best_ckpt.pth
 
-Same flags as YOLOX's tool (``--decode_in_inference`` is new: YOLOX always exports undecoded
-outputs, which stays the default). The model is traced with ``torch.jit.trace``, saved, loaded
-back with ``torch.jit.load`` and compared with PyTorch at the trace input and at a second,
-non-square size and batch size. A trace records the shapes of its example input wherever the
-code turns them into Python numbers; the second size shows whether that happened, and a
-mismatch there fails the tool with a message that the file only works at the trace shape.
+TorchScript is deprecated in torch (``torch.jit.trace`` and ``torch.jit.load`` warn with a
+FutureWarning): for new deployments use ``python -m yolox_attn.tools.export_pt2`` (torch.export).
+This tool stays for runtimes that load TorchScript. Same flags as YOLOX's tool
+(``--decode_in_inference`` is new: YOLOX always exports undecoded outputs, which stays the
+default); the file goes to ``<output_dir>/<experiment name>/`` unless ``--output-name`` says
+otherwise. The model is traced, saved, loaded back and compared with PyTorch at the trace input
+and at a second, non-square size and batch size. A trace records the shapes of its example input
+wherever the code turns them into Python numbers; the second size shows whether that happened,
+and a mismatch there fails the tool with a message that the file only works at the trace shape.
+Only a verified file reaches the output path.
 """
 
 import argparse
@@ -26,11 +30,13 @@ from .export_common import (
     add_opts_arg,
     check_within,
     cli_exit_code,
+    compare_outputs,
+    default_output,
     exp_from_args,
     load_export_model,
-    max_abs_diff,
     random_input,
     second_size,
+    verified_output,
 )
 
 
@@ -46,7 +52,7 @@ class TorchScriptExportResult:
 def make_parser() -> argparse.ArgumentParser:
     """YOLOX's export_torchscript flags (plus ``--decode_in_inference`` and ``--atol``)."""
     parser = argparse.ArgumentParser("yolox-attn torchscript deploy")
-    add_common_args(parser, default_output="yolox.torchscript.pt")
+    add_common_args(parser, suffix=".torchscript.pt")
     parser.add_argument("--atol", default=1e-4, type=float,
                         help="largest max abs difference to PyTorch accepted by the check")
     add_opts_arg(parser)
@@ -60,17 +66,12 @@ def trace(model: torch.nn.Module, example: torch.Tensor) -> Tuple[torch.jit.Scri
         # The reload check below compares more than check_trace would, at a second shape too.
         traced = torch.jit.trace(model, example, check_trace=False)
     messages = sorted({str(w.message) for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
+    for w in caught:  # recording caught every warning: pass the others on (torch's deprecation notice too)
+        if not issubclass(w.category, torch.jit.TracerWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     for message in messages:
         logger.warning(f"tracer: {message}")
     return traced, messages
-
-
-def _run(module: torch.jit.ScriptModule, x: torch.Tensor) -> Tuple[Optional[torch.Tensor], Optional[str]]:
-    """(output, None), or (None, the error) when the module cannot run on ``x``'s shape."""
-    try:
-        return module(x), None
-    except RuntimeError as err:  # e.g. a view to a size recorded at trace time
-        return None, f"it raises {err}"
 
 
 def main(argv: Optional[List[str]] = None) -> TorchScriptExportResult:
@@ -79,38 +80,31 @@ def main(argv: Optional[List[str]] = None) -> TorchScriptExportResult:
     logger.info(f"args: {args}")
     exp = exp_from_args(args)
     model = load_export_model(exp, args.ckpt, args.decode_in_inference, experiment_name=args.experiment_name)
+    out = os.path.abspath(args.output_name or default_output(exp, args.experiment_name, ".torchscript.pt"))
     size = tuple(int(s) for s in exp.test_size)
     example = random_input(args.batch_size, size, seed=0)
+    logger.info("TorchScript is deprecated in torch; python -m yolox_attn.tools.export_pt2 writes a torch.export program")
 
     traced, tracer_warnings = trace(model, example)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output_name)), exist_ok=True)
-    traced.save(args.output_name)
-    logger.info(f"generated torchscript model {args.output_name}")
-
-    loaded = torch.jit.load(args.output_name, map_location="cpu")
     other = random_input(args.batch_size + 1, second_size(size), seed=1)
-    diffs: Dict[Tuple[int, ...], float] = {}
-    for x in (example, other):
-        shape = tuple(x.shape)
-        with torch.no_grad():
-            expected = model(x)
-            got, problem = _run(loaded, x)
-        if problem is None and tuple(got.shape) != tuple(expected.shape):
-            problem = f"output {tuple(got.shape)} instead of {tuple(expected.shape)}"
-        if problem is not None:
-            if x is example:
-                raise ExportCheckError(f"the reloaded module fails at its own trace input {shape}: {problem}")
-            raise ExportCheckError(f"{args.output_name} bakes in its trace shape {tuple(example.shape)}: at input "
-                                   f"{shape}, {problem}. Use it only at the trace shape.")
-        diffs[shape] = max_abs_diff(expected, got, f"input {shape}")
-        logger.info(f"reloaded TorchScript vs PyTorch, input {shape}: max abs diff {diffs[shape]:.3g}")
-    check_within([(f"input {s}", d) for s, d in diffs.items()], args.atol,
-                 f"TorchScript module {args.output_name} (if only the second shape fails, it bakes in "
-                 f"its trace shape {tuple(example.shape)})")
-    summary = ", ".join(f"{s}: {d:.3g}" for s, d in diffs.items())
-    logger.info(f"verified {os.path.abspath(args.output_name)} after torch.jit.load, max abs diff per input: "
-                f"{summary} (dynamic batch and input size work)")
-    return TorchScriptExportResult(os.path.abspath(args.output_name), diffs, tracer_warnings)
+    with verified_output(out) as tmp:
+        traced.save(tmp)
+        results = compare_outputs(model, torch.jit.load(tmp, map_location="cpu"), [example, other])
+        first, second = results.values()
+        if isinstance(first, str):
+            raise ExportCheckError(f"the reloaded module fails at its own trace input {tuple(example.shape)}: {first}")
+        if isinstance(second, str):
+            raise ExportCheckError(f"the traced module bakes in its trace shape {tuple(example.shape)}: at input "
+                                   f"{tuple(other.shape)}, {second}. Use YOLOX's tool at the trace shape only.")
+        for shape, diff in results.items():
+            logger.info(f"reloaded TorchScript vs PyTorch, input {shape}: max abs diff {diff:.3g}")
+        check_within([(f"input {s}", d) for s, d in results.items()], args.atol,
+                     f"the TorchScript module (if only the second shape fails, it bakes in its trace shape "
+                     f"{tuple(example.shape)})")
+    summary = ", ".join(f"{s}: {d:.3g}" for s, d in results.items())
+    logger.info(f"verified {out} after torch.jit.load, max abs diff per input: {summary} "
+                "(dynamic batch and input size work)")
+    return TorchScriptExportResult(out, dict(results), tracer_warnings)
 
 
 def run(argv: Optional[List[str]] = None) -> int:
