@@ -15,6 +15,7 @@ __all__ = [
     "add_common_args",
     "add_opts_arg",
     "cli_exit_code",
+    "check_onnx_exportable",
     "check_within",
     "exp_from_args",
     "load_export_model",
@@ -135,3 +136,16 @@ def cli_exit_code(main: Callable[[Optional[List[str]]], object], argv: Optional[
         logger.error(str(err))
         return 1
     return 0
+
+
+def check_onnx_exportable(model: nn.Module) -> None:
+    """ExportCheckError naming each submodule that declares it cannot be exported to ONNX.
+
+    A module says so with an ``onnx_export_note`` attribute (the reason); this fails before the
+    exporter runs, instead of deep inside it.
+    """
+    notes = [(name, getattr(m, "onnx_export_note")) for name, m in model.named_modules()
+             if getattr(m, "onnx_export_note", None)]
+    if notes:
+        found = "; ".join(f"{name or 'the model'}: {note}" for name, note in notes[:3])
+        raise ExportCheckError(f"this model cannot be exported to ONNX ({len(notes)} module(s)): {found}")

@@ -23,6 +23,7 @@ from .export_common import (
     ExportCheckError,
     add_common_args,
     add_opts_arg,
+    check_onnx_exportable,
     check_within,
     cli_exit_code,
     exp_from_args,
@@ -113,6 +114,7 @@ def main(argv: Optional[List[str]] = None) -> OnnxExportResult:
     exp = exp_from_args(args)
     model = load_export_model(exp, args.ckpt, args.decode_in_inference, onnx_silu=True,
                               experiment_name=args.experiment_name)
+    check_onnx_exportable(model)
     size = tuple(int(s) for s in exp.test_size)
     dummy = random_input(args.batch_size, size, seed=0)
 
