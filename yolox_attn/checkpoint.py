@@ -18,6 +18,13 @@ except AttributeError:  # numpy < 2
 # The head's class-prediction layers: their shape follows num_classes, as on any custom dataset.
 CLASS_LAYER_PREFIX = "head.cls_preds."
 ATTENTION_KEY = ".attention."
+# Every position's namespace: backbone.attention.* (backbone position), backbone.neck_attention.*.
+ATTENTION_KEYS = (ATTENTION_KEY, ".neck_attention.")
+
+
+def is_attention_key(key: str) -> bool:
+    """Whether a state-dict key belongs to an attention module (at any position), not to YOLOX."""
+    return any(part in key for part in ATTENTION_KEYS)
 
 
 def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") -> Dict[str, Any]:
@@ -61,7 +68,7 @@ def _raise_mismatch(source: str, own, state, missing: List[str], unexpected: Lis
                         + "; ".join(shapes))
     if missing:
         problems.append(f"{len(missing)} model key(s) missing from the checkpoint: {missing[:8]}")
-        if all(ATTENTION_KEY in k for k in missing):
+        if all(is_attention_key(k) for k in missing):
             problems.append("only attention weights are missing: a checkpoint of YOLOX without this attention "
                             "(fine-tune from it with -c instead)")
     if unexpected:
@@ -88,8 +95,8 @@ def load_pretrained(model: nn.Module, state: Mapping[str, torch.Tensor],
     """
     state = strip_ddp_prefix(state)
     own = model.state_dict()
-    new_attention = [k for k in own if k not in state and ATTENTION_KEY in k]
-    dropped_attention = [k for k in state if k not in own and ATTENTION_KEY in k]
+    new_attention = [k for k in own if k not in state and is_attention_key(k)]
+    dropped_attention = [k for k in state if k not in own and is_attention_key(k)]
     skipped = [k for k in own if k in state and own[k].shape != state[k].shape and k.startswith(CLASS_LAYER_PREFIX)]
     tolerated = set(new_attention) | set(dropped_attention) | set(skipped)
     _raise_mismatch(source, own, state, *_mismatch(own, state, ignore=tolerated.__contains__))

@@ -11,7 +11,7 @@ from torch import nn
 from yolox.exp import Exp
 
 from .attention import attention_kwargs, canonical_name
-from .neck import LEVELS, AttentionPAFPN, check_levels
+from .neck import LEVELS, AttentionPAFPN, check_levels, check_position
 
 
 # What YOLOX's own exps (yolox/exp/default/yolox_<size>.py) set for each size.
@@ -60,6 +60,8 @@ class AttentionExp(Exp):
         attention: "ca" (alias "cam"), "cca", "acmix", "nonlocal" or "none".
         attention_kwargs: keyword arguments of that attention (e.g. ``{"recurrence": 2}``).
         attention_levels: any subset of ("dark3", "dark4", "dark5").
+        attention_position: "backbone" (default: on the backbone outputs the PAFPN consumes),
+            "neck" (on the PAFPN outputs, before the head) or "both".
         attention_identity_init: True (default) makes the model exactly the baseline YOLOX at
             initialisation (zero-gated residual around CA/ACmix; CCA and non-local already are);
             False uses the paper-exact modules.
@@ -72,6 +74,7 @@ class AttentionExp(Exp):
         self.attention = "ca"
         self.attention_kwargs = {}
         self.attention_levels = LEVELS
+        self.attention_position = "backbone"
         self.attention_identity_init = True
         self.depthwise = False
         self.optimizer_type = "sgd"
@@ -96,6 +99,7 @@ class AttentionExp(Exp):
                 f"attention {name!r} got unknown attention_kwargs {unknown}; allowed: {list(attention_kwargs(name))}"
             )
         check_levels(self.attention_levels)
+        check_position(self.attention_position)
         if not isinstance(self.attention_identity_init, bool):
             raise ValueError(f"attention_identity_init must be True or False, got {self.attention_identity_init!r}")
 
@@ -115,6 +119,7 @@ class AttentionExp(Exp):
                 attention_kwargs=self.attention_kwargs,
                 attention_levels=self.attention_levels,
                 identity_init=self.attention_identity_init,
+                position=self.attention_position,
             )
             head = YOLOXHead(
                 self.num_classes, self.width, in_channels=in_channels, act=self.act, depthwise=self.depthwise
