@@ -17,6 +17,10 @@ SHIFT_INVARIANT = {"key_conv.bias", "phi.bias", "conv_p.bias"}
 # Defaults that do not fit C = 16 channels: EMA's 32 groups need C divisible by 32; CBAM's
 # 1/16 reduction leaves one hidden ReLU unit, dead for some seeds (then fc1 has no gradient).
 TEST_KWARGS = {"ema": {"factor": 4}, "cbam": {"rd_ratio": 0.25}, "lcbam": {"rd_ratio": 0.25}}
+# timm layers with a BatchNorm on pooled (B, C', 1, 1) vectors (sk) or on 1-channel maps that are
+# 1x1 on a 1x1 input (cbam, lcbam, nl) train only with more than one value per channel: batch 2
+# here, as YOLOX's own BatchNorm layers need on a 1x1 map (tests/test_more_attention.py).
+TRAIN_BATCH_2 = {"sk", "cbam", "lcbam", "nl"}
 
 
 def build(name: str) -> nn.Module:
@@ -49,6 +53,8 @@ def forward_half_or_skip(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def test_shapes_multiscale(name, mode):
     m = make(name).train(mode == "train")
     for b, h, w in SIZES:
+        if mode == "train" and name in TRAIN_BATCH_2:
+            b = max(b, 2)
         x = torch.randn(b, C, h, w)
         with torch.no_grad():
             y = m(x)  # every size, 1x1 included: a module that rejects one fails here

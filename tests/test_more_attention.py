@@ -202,6 +202,15 @@ def test_timm_failures_become_value_errors(name, kwargs, cause):
     assert repr(name) in str(err.value) and str(next(iter(kwargs))) in str(err.value)
 
 
+@pytest.mark.parametrize("name,size", [("sk", 5), ("cbam", 1), ("lcbam", 1), ("nl", 1)])
+def test_timm_batchnorm_layers_need_batch_two_to_train(name, size):
+    m = A.build_attention(name, 16).train()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        m(torch.randn(1, 16, size, size))
+    assert m(torch.randn(2, 16, size, size)).shape == (2, 16, size, size)
+    assert m.eval()(torch.randn(1, 16, size, size)).shape == (1, 16, size, size)
+
+
 def test_ge_builds_without_mlp_by_default():
     m = A.build_attention("ge", 32)
     assert isinstance(m.mlp, nn.Identity) and not list(m.parameters())
@@ -323,6 +332,15 @@ def test_official_yolox_weights_load_for_fine_tuning_at_any_position(position):
     assert any(".neck_attention." in k for k in new)
     with pytest.raises(ValueError, match="only attention weights are missing"):
         load_weights(model, plain)
+
+
+def test_demo_attention_maps_cover_both_positions():
+    from yolox_attn.tools.demo import attention_modules
+
+    model = small_exp("se", attention_position="both", attention_levels=("dark4",)).get_model()
+    assert list(attention_modules(model)) == ["dark4", "neck dark4"]
+    neck_only = small_exp("se", attention_position="neck").get_model()
+    assert list(attention_modules(neck_only)) == ["neck dark3", "neck dark4", "neck dark5"]
 
 
 # -------------------------------------------------------------------- registry, README
