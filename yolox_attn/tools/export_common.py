@@ -144,8 +144,11 @@ def check_onnx_exportable(model: nn.Module) -> None:
     A module says so with an ``onnx_export_note`` attribute (the reason); this fails before the
     exporter runs, instead of deep inside it.
     """
-    notes = [(name, getattr(m, "onnx_export_note")) for name, m in model.named_modules()
-             if getattr(m, "onnx_export_note", None)]
-    if notes:
-        found = "; ".join(f"{name or 'the model'}: {note}" for name, note in notes[:3])
-        raise ExportCheckError(f"this model cannot be exported to ONNX ({len(notes)} module(s)): {found}")
+    by_note = {}
+    for name, m in model.named_modules():
+        note = getattr(m, "onnx_export_note", None)
+        if note:
+            by_note.setdefault(note, []).append(name or "the model")
+    if by_note:
+        found = "; ".join(f"{', '.join(names)}: {note}" for note, names in by_note.items())
+        raise ExportCheckError(f"this model cannot be exported to ONNX: {found}")
