@@ -233,6 +233,22 @@ def test_bat_pads_to_block_size_and_equals_timm_on_multiples():
         assert torch.equal(ours(x), want)
 
 
+def test_bat_is_one_picklable_class(tmp_path):
+    m = A.build_attention("bat", 16)
+    assert type(A.build_attention("bat", 16)) is type(m)
+    torch.save(m, tmp_path / "bat.pt")  # a whole-model save pickles the class by name
+    assert type(torch.load(tmp_path / "bat.pt", weights_only=False)) is type(m)
+
+
+def test_importing_the_package_does_not_import_timm():
+    import subprocess
+    import sys
+
+    code = "import sys, yolox_attn.attention as A; A.attention_names(); print('timm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_export_tool_refuses_bat_with_the_reason(tmp_path):
     from yolox_attn.tools import export_onnx
     from yolox_attn.tools.export_common import ExportCheckError, check_onnx_exportable

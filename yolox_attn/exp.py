@@ -57,7 +57,8 @@ class AttentionExp(Exp):
     """YOLOX Exp whose neck applies ``attention`` to ``attention_levels`` of the backbone.
 
     Attributes on top of YOLOX's:
-        attention: "ca" (alias "cam"), "cca", "acmix", "nonlocal" or "none".
+        attention: "ca" (alias "cam"), "cca", "acmix", "nonlocal", "none" or any other registered
+            name (``yolox_attn.attention.describe_attentions()``: SimAM, EMA, timm's layers).
         attention_kwargs: keyword arguments of that attention (e.g. ``{"recurrence": 2}``).
         attention_levels: any subset of ("dark3", "dark4", "dark5").
         attention_position: "backbone" (default: on the backbone outputs the PAFPN consumes),

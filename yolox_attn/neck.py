@@ -54,9 +54,10 @@ class AttentionPAFPN(YOLOPAFPN):
     forward is reused as is and every YOLOX state-dict key is unchanged; the attention only adds
     ``backbone.attention.<level>.*`` keys. ``position="neck"`` applies it to the PAFPN's three
     outputs instead (keys ``backbone.neck_attention.<level>.*``, the level of the same stride,
-    same channel count), ``"both"`` at both places, each with its own modules. ``identity_init=True`` wraps attentions that are not
-    already identities at init (CA, ACmix) in a zero-initialised residual gate, so the model
-    computes exactly the baseline YOLOX until it trains; ``False`` gives the paper-exact modules.
+    same channel count), ``"both"`` at both places, each with its own modules.
+    ``identity_init=True`` wraps attentions that are not already identities at init (CA, ACmix)
+    in a zero-initialised residual gate, so the model computes exactly the baseline YOLOX until
+    it trains; ``False`` gives the paper-exact modules.
     """
 
     def __init__(

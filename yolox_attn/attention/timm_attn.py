@@ -56,6 +56,7 @@ def timm_kwargs(name: str) -> Tuple[str, ...]:
     )
 
 
+@lru_cache(maxsize=None)
 def _bat_class():
     from timm.layers import BatNonLocalAttn
 
@@ -85,7 +86,16 @@ def _bat_class():
             y = super().forward(F.pad(x, (0, pad_w, 0, pad_h)))
             return y[:, :, :h, :w]
 
+    # Found again by pickle (torch.save of a whole model) through the module __getattr__ below.
+    PaddedBatNonLocalAttn.__qualname__ = PaddedBatNonLocalAttn.__name__
     return PaddedBatNonLocalAttn
+
+
+def __getattr__(name: str):
+    # The subclass of timm's BAT is defined on first use, so that importing this does not import timm.
+    if name == "PaddedBatNonLocalAttn":
+        return _bat_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _smoke_forward(name: str, module: nn.Module, channels: int, options: Mapping) -> None:
