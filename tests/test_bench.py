@@ -241,3 +241,13 @@ def test_bench_modules_bad_arguments(argv, expected, capsys):
     err = capsys.readouterr().err
     for text in expected:
         assert text in err
+
+
+def test_bench_reports_a_type_that_cannot_train_at_batch_one(capsys):
+    # timm's sk puts a BatchNorm on pooled (B, C, 1, 1) vectors: its row says why and what to do.
+    rows = bench.main(["--size", "nano", "--tsize", "64", "--attentions", "sk", "--repeats", "1", "--warmup", "0",
+                       "--threads", "1", "--device", "cpu", "--json"])
+    none, sk = rows
+    assert none["error"] is None and none["train_ms_median"] is not None
+    assert "--train-batch 2" in sk["error"] and sk["params_m"] > none["params_m"]
+    assert sk["train_ms_median"] is None

@@ -221,7 +221,7 @@ def memory_worker(args: argparse.Namespace) -> None:
         steps = Steps(*build_model(args.size, args.worker, device), device)
         images1, _ = make_inputs(1, args.tsize, device, args.seed)
         images, targets = make_inputs(args.train_batch, args.tsize, device, args.seed)
-        small, small_targets = make_inputs(1, WARM_SIZE, device, args.seed)
+        small, small_targets = make_inputs(args.train_batch, WARM_SIZE, device, args.seed)
 
         def warm() -> None:
             steps.infer(small)
