@@ -111,7 +111,7 @@ def test_yolox_gflops_is_what_get_model_info_reports():
     "argv, expected",
     [
         (["--size", "huge"], ["huge", "nano", "tiny", "x"]),
-        (["--attentions", "none,foo"], ["foo", "none, ca, cca, acmix, nonlocal"]),
+        (["--attentions", "none,foo"], ["'foo'", "'ca'", "'simam'", "'cbam'"]),  # every registered name
         (["--tsize", "100"], ["100", "multiple of 32"]),
         (["--repeats", "0"], ["0", ">= 1"]),
     ],
@@ -123,6 +123,42 @@ def test_bench_bad_arguments(argv, expected, capsys):
     err = capsys.readouterr().err
     for text in expected:
         assert text in err
+
+
+def test_bench_lists_every_registered_attention(capsys):
+    from yolox_attn.attention import describe_attentions
+
+    assert bench.main(["--list"]) == []
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(describe_attentions())
+    assert all(text in line for line, text in zip(lines, describe_attentions().values()))
+
+
+def test_bench_takes_any_registered_name_and_all():
+    args = bench.parse_args(["--attention", "simam,CAM,se"])  # argparse's prefix of --attentions
+    assert args.attentions == ["none", "simam", "ca", "se"]
+    from yolox_attn.attention import attention_names
+
+    everything = bench.parse_args(["--attentions", "all"]).attentions
+    assert everything[0] == "none" and sorted(everything) == sorted(attention_names(include_aliases=False))
+
+
+def test_bench_no_timing_measures_params_and_flops_of_new_types(capsys):
+    argv = ["--size", "nano", "--tsize", "64", "--attentions", "simam,ema,bat,se,sk", "--no-timing",
+            "--threads", "1", "--device", "cpu", "--json"]
+    rows = bench.main(argv)
+    assert rows == json.loads(capsys.readouterr().out)
+    none, *others = rows
+    assert [r["attention"] for r in others] == ["simam", "ema", "bat", "se", "sk"]
+    for row in rows:
+        assert row["error"] is None and row["repeats"] == 0
+        assert row["params_m"] > 0 and row["gflops_yolox"] > 0 and row["gflops_counted"] > 0
+        assert row["infer_ms_median"] is None and row["train_peak_mib"] is None
+    by_name = {r["attention"]: r for r in rows}
+    # SimAM adds only its three zero gates; the others add weights and FLOPs.
+    assert round((by_name["simam"]["params_m"] - none["params_m"]) * 1e6) == 3
+    for name in ("ema", "bat", "sk"):
+        assert by_name[name]["params_m"] > none["params_m"] and by_name[name]["gflops_counted"] > none["gflops_counted"]
 
 
 def test_bench_ccnet_json_and_plot(tmp_path, capsys):
@@ -205,3 +241,13 @@ def test_bench_modules_bad_arguments(argv, expected, capsys):
     err = capsys.readouterr().err
     for text in expected:
         assert text in err
+
+
+def test_bench_reports_a_type_that_cannot_train_at_batch_one(capsys):
+    # timm's sk puts a BatchNorm on pooled (B, C, 1, 1) vectors: its row says why and what to do.
+    rows = bench.main(["--size", "nano", "--tsize", "64", "--attentions", "sk", "--repeats", "1", "--warmup", "0",
+                       "--threads", "1", "--device", "cpu", "--json"])
+    none, sk = rows
+    assert none["error"] is None and none["train_ms_median"] is not None
+    assert "--train-batch 2" in sk["error"] and sk["params_m"] > none["params_m"]
+    assert sk["train_ms_median"] is None

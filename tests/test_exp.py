@@ -4,10 +4,11 @@ import pytest
 import torch
 from conftest import EXPS_DIR, load_exp, random_targets, small_exp
 
-from yolox_attn.attention import ResidualGate
+from yolox_attn.attention import ResidualGate, attention_names
 from yolox_attn.neck import AttentionPAFPN
 
 SIZES = ("nano", "tiny", "s", "m", "l", "x")
+REGISTERED = attention_names(include_aliases=False)  # every type gets the model-level tests
 ATTENTIONS = {"cam": "ca", "cca": "cca", "acmix": "acmix"}
 EXP_FILES = sorted(EXPS_DIR.glob("yolox_*_*.py"))
 # The attributes in which YOLOX's own exps of different sizes differ.
@@ -65,7 +66,7 @@ def test_default_data_dir_follows_yolox_datadir(monkeypatch, tmp_path):
     assert AttentionExp().data_dir == str(tmp_path / "COCO")
 
 
-@pytest.mark.parametrize("attention", ["ca", "cca", "acmix", "nonlocal", "none"])
+@pytest.mark.parametrize("attention", REGISTERED)
 def test_optimizer_holds_every_parameter_exactly_once_and_gates_train(attention):
     torch.manual_seed(0)
     exp = small_exp(attention)
@@ -85,16 +86,19 @@ def test_optimizer_holds_every_parameter_exactly_once_and_gates_train(attention)
     attn_params = {n: p.detach().clone() for n, p in model.named_parameters() if ".attention." in n}
     for g in opt.param_groups:
         g["lr"] = 0.01
-    for step in range(2):
+    for step in range(3):
         model.train()
         loss = model(torch.randn(2, 3, 64, 96), random_targets(2, 64, 96, seed=step))["total_loss"]
         opt.zero_grad()
         loss.backward()
-        if step == 1:
-            # Once the gates are open every attention weight gets a gradient. (Biases are left
-            # out: constant shifts are removed by the next BatchNorm or cancel in a softmax.)
+        if step == 2:
+            # Once the gates are open every attention weight gets a gradient (a step later
+            # behind a zero-initialised last layer, as in GCNet's `gca`). Biases are left out:
+            # constant shifts are removed by the next BatchNorm or cancel in a softmax.
+            # Parameter-free types (SimAM, `ge`) have no weights: their gates are checked above.
             weights = [n for n, p in model.named_parameters() if ".attention." in n and p.ndim > 1]
-            assert weights and all(model.get_parameter(n).grad.abs().sum() > 0 for n in weights)
+            assert all(model.get_parameter(n).grad.abs().sum() > 0 for n in weights)
+            assert weights or attention in ("simam", "ge")
         opt.step()
         if step == 0:
             # the zero-initialised gates/gammas leave identity after one step
@@ -111,7 +115,7 @@ def test_identity_init_wraps_only_what_is_not_already_identity():
     assert not any(isinstance(m, ResidualGate) for m in neck.attention.values())
 
 
-@pytest.mark.parametrize("attention", ["ca", "cca", "acmix", "nonlocal"])
+@pytest.mark.parametrize("attention", [n for n in REGISTERED if n != "none"])
 def test_identity_at_init_equals_baseline_yolox(attention):
     """With identity init the attention model computes the plain YOLOX outputs exactly."""
     torch.manual_seed(0)
@@ -145,7 +149,7 @@ def test_levels_subset_adds_only_those_keys():
 @pytest.mark.parametrize(
     "attrs, message",
     [
-        ({"attention": "se"}, "'se'"),
+        ({"attention": "bogus"}, "'bogus'"),  # ('se' is registered now: timm's)
         ({"attention_levels": ("dark3", "dark6")}, "dark6"),
         ({"attention_levels": "dark3"}, "'dark3'"),
         ({"attention_levels": ("dark3", "dark3")}, "duplicates"),

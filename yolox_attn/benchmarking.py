@@ -116,6 +116,20 @@ def is_out_of_memory(err: BaseException) -> bool:
     )
 
 
+def infeasible_reason(err: BaseException) -> Optional[str]:
+    """Why a case cannot run in this configuration, for its row; None for anything else (a bug).
+
+    Out of memory, and a BatchNorm that gets one value per channel in training (timm's ``sk``
+    normalises pooled (B, C, 1, 1) vectors, which needs a batch of 2).
+    """
+    first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+    if is_out_of_memory(err):
+        return f"out of memory: {first}"
+    if isinstance(err, ValueError) and "more than 1 value per channel when training" in str(err):
+        return f"cannot train at batch 1 (a BatchNorm gets one value per channel; use --train-batch 2): {first}"
+    return None
+
+
 def interleaved_timings(
     cases: Mapping[str, Callable[[], object]],
     repeats: int,
@@ -143,9 +157,10 @@ def interleaved_timings(
                 synchronize(device)
                 dt = time.perf_counter() - t0
             except Exception as err:  # noqa: BLE001 - an infeasible case is reported, not fatal
-                if not is_out_of_memory(err):
+                reason = infeasible_reason(err)
+                if reason is None:
                     raise
-                errors[name] = f"out of memory: {str(err).splitlines()[0][:200]}"
+                errors[name] = reason
                 log(f"  {label} {name}: {errors[name]}")
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -238,15 +253,16 @@ def measure_peaks(
 def worker_report(measure: Callable[[], Dict]) -> None:
     """Run ``measure()`` in a worker and print its result as one JSON line on stdout.
 
-    Out of memory becomes ``{"error": ...}`` instead of a traceback, so that the caller can put
-    it in the row of an infeasible case.
+    An infeasible case (``infeasible_reason``: out of memory, BatchNorm at batch 1) becomes
+    ``{"error": ...}`` instead of a traceback, so that the caller can put it in the row.
     """
     try:
         result = measure()
     except Exception as err:  # noqa: BLE001
-        if not is_out_of_memory(err):
+        reason = infeasible_reason(err)
+        if reason is None:
             raise
-        result = {"error": f"out of memory: {str(err).splitlines()[0][:200]}"}
+        result = {"error": reason}
     print(json.dumps(result), flush=True)
 
 

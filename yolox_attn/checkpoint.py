@@ -34,6 +34,13 @@ _NUMPY_SCALAR_GLOBALS = [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.
 # The head's class-prediction layers: their shape follows num_classes, as on any custom dataset.
 CLASS_LAYER_PREFIX = "head.cls_preds."
 ATTENTION_KEY = ".attention."
+# Every position's namespace: backbone.attention.* (backbone position), backbone.neck_attention.*.
+ATTENTION_KEYS = (ATTENTION_KEY, ".neck_attention.")
+
+
+def is_attention_key(key: str) -> bool:
+    """Whether a state-dict key belongs to an attention module (at any position), not to YOLOX."""
+    return any(part in key for part in ATTENTION_KEYS)
 
 
 def _load_error_reason(err: BaseException) -> str:
@@ -91,7 +98,7 @@ def _raise_mismatch(source: str, own, state, missing: List[str], unexpected: Lis
                         + "; ".join(shapes))
     if missing:
         problems.append(f"{len(missing)} model key(s) missing from the checkpoint: {missing[:8]}")
-        if all(ATTENTION_KEY in k for k in missing):
+        if all(is_attention_key(k) for k in missing):
             problems.append("only attention weights are missing: a checkpoint of YOLOX without this attention "
                             "(fine-tune from it with -c instead)")
     if unexpected:
@@ -123,8 +130,8 @@ def check_pretrained(model: nn.Module, state: Mapping[str, torch.Tensor],
     """
     state = strip_ddp_prefix(state)
     own = model.state_dict()
-    new_attention = [k for k in own if k not in state and ATTENTION_KEY in k]
-    dropped_attention = [k for k in state if k not in own and ATTENTION_KEY in k]
+    new_attention = [k for k in own if k not in state and is_attention_key(k)]
+    dropped_attention = [k for k in state if k not in own and is_attention_key(k)]
     skipped = [k for k in own if k in state and own[k].shape != state[k].shape and k.startswith(CLASS_LAYER_PREFIX)]
     tolerated = set(new_attention) | set(dropped_attention) | set(skipped)
     _raise_mismatch(source, own, state, *_mismatch(own, state, ignore=tolerated.__contains__))

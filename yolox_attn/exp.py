@@ -11,8 +11,8 @@ from torch import nn
 from yolox.exp import Exp
 
 from .attention import attention_kwargs, attention_names, canonical_name
-from .checkpoint import ATTENTION_KEY
-from .neck import LEVELS, AttentionPAFPN, check_levels
+from .checkpoint import is_attention_key
+from .neck import LEVELS, AttentionPAFPN, check_levels, check_position
 from .preflight import UsageError, require_annotations
 
 
@@ -86,9 +86,12 @@ class AttentionExp(Exp):
     """YOLOX Exp whose neck applies ``attention`` to ``attention_levels`` of the backbone.
 
     Attributes on top of YOLOX's:
-        attention: "ca" (alias "cam"), "cca", "acmix", "nonlocal" or "none".
+        attention: "ca" (alias "cam"), "cca", "acmix", "nonlocal", "none" or any other registered
+            name (``yolox_attn.attention.describe_attentions()``: SimAM, EMA, timm's layers).
         attention_kwargs: keyword arguments of that attention (e.g. ``{"recurrence": 2}``).
         attention_levels: any subset of ("dark3", "dark4", "dark5").
+        attention_position: "backbone" (default: on the backbone outputs the PAFPN consumes),
+            "neck" (on the PAFPN outputs, before the head) or "both".
         attention_identity_init: True (default) makes the model exactly the baseline YOLOX at
             initialisation (zero-gated residual around CA/ACmix; CCA and non-local already are);
             False uses the paper-exact modules.
@@ -106,6 +109,7 @@ class AttentionExp(Exp):
         self.attention = "ca"
         self.attention_kwargs = {}
         self.attention_levels = LEVELS
+        self.attention_position = "backbone"
         self.attention_identity_init = True
         self.depthwise = False
         self.optimizer_type = "sgd"
@@ -136,6 +140,7 @@ class AttentionExp(Exp):
         mult = self.attention_lr_mult
         if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not mult >= 0:
             raise ValueError(f"attention_lr_mult must be a number >= 0, got {mult!r}")
+        check_position(self.attention_position)
         if not isinstance(self.attention_identity_init, bool):
             raise ValueError(f"attention_identity_init must be True or False, got {self.attention_identity_init!r}")
 
@@ -157,6 +162,7 @@ class AttentionExp(Exp):
                 attention_kwargs=self.attention_kwargs,
                 attention_levels=self.attention_levels,
                 identity_init=self.attention_identity_init,
+                position=self.attention_position,
             )
             head = Float32DecodeHead(
                 self.num_classes, self.width, in_channels=in_channels, act=self.act, depthwise=self.depthwise
@@ -194,7 +200,7 @@ class AttentionExp(Exp):
     def get_optimizer(self, batch_size):
         if "optimizer" not in self.__dict__:
             lr = self.warmup_lr if self.warmup_epochs > 0 else self.basic_lr_per_img * batch_size
-            attention = {id(p) for name, p in self.model.named_parameters() if ATTENTION_KEY in name}
+            attention = {id(p) for name, p in self.model.named_parameters() if is_attention_key(name)}
             groups = []
             for params, decay in zip(self.optimizer_groups(), (0.0, self.weight_decay, 0.0)):
                 own = [p for p in params if id(p) in attention]

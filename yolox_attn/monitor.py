@@ -13,7 +13,6 @@ from typing import Dict, List, Mapping, Optional
 import torch
 from torch import nn
 
-ATTENTION_MARK = "attention."
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -345,7 +345,7 @@ class ACmix(nn.Module):
                 f"head={self.head}, kernel_conv={self.kernel_conv}")
 
 
-@register_attention("acmix")
+@register_attention("acmix", description="ACmix, self-attention and convolution mixed (Pan et al., CVPR 2022; here)")
 def acmix(channels: int, kernel_att: int = 7, head: int = 4, kernel_conv: int = 3) -> ACmix:
     """ACmix (Pan et al., CVPR 2022) on a ``channels``-channel map, stride 1."""
     return ACmix(channels, channels, kernel_att=kernel_att, head=head, kernel_conv=kernel_conv)

@@ -56,7 +56,7 @@ class CoordAtt(nn.Module):
         return x * a_w * a_h
 
 
-@register_attention("ca", aliases=("cam",))
+@register_attention("ca", aliases=("cam",), description="Coordinate Attention (Hou et al., CVPR 2021; here, official names)")
 def coord_attention(channels: int, reduction: int = 32, act: str = "hswish") -> nn.Module:
     """Coordinate Attention (Hou et al., CVPR 2021) for a ``channels``-channel map."""
     return CoordAtt(channels, channels, reduction=reduction, act=act)

@@ -46,7 +46,7 @@ class NonLocal2d(nn.Module):
         return x + self.W(y).to(x.dtype)
 
 
-@register_attention("nonlocal")
+@register_attention("nonlocal", description="Embedded-Gaussian non-local block, zero-initialised output (Wang et al., CVPR 2018; here)")
 def non_local(channels: int) -> nn.Module:
     """Embedded-Gaussian non-local block (Wang et al., CVPR 2018)."""
     return NonLocal2d(channels)

@@ -1,27 +1,53 @@
 """Name -> builder registry for the attention modules, in the manner of timm's layer factories."""
 
 import inspect
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from torch import nn
 
 _BUILDERS: Dict[str, Callable[..., nn.Module]] = {}
 _ALIASES: Dict[str, str] = {}
+_DESCRIPTIONS: Dict[str, str] = {}
+# Builders taking **kwargs (timm's layers) say which keywords they accept; called lazily.
+_KWARGS: Dict[str, Callable[[], Tuple[str, ...]]] = {}
 
 
-def register_attention(name: str, aliases: Tuple[str, ...] = ()):
-    """Decorator: register ``builder(channels, **kwargs) -> nn.Module`` under ``name``."""
+def register_attention(
+    name: str,
+    aliases: Tuple[str, ...] = (),
+    description: Optional[str] = None,
+    kwargs: Optional[Callable[[], Tuple[str, ...]]] = None,
+):
+    """Decorator: register ``builder(channels, **kwargs) -> nn.Module`` under ``name``.
+
+    ``description`` is the one line ``describe_attentions`` shows (default: the first line of
+    the builder's docstring). ``kwargs`` returns the accepted keywords, for builders whose
+    signature cannot tell (default: the builder's parameters besides ``channels``).
+    """
+    if not isinstance(name, str) or not name or name != name.lower():
+        raise ValueError(f"attention name must be a non-empty lower-case string, got {name!r}")
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         for key in (name, *aliases):
             if key in _BUILDERS or key in _ALIASES:
                 raise ValueError(f"attention name {key!r} is registered twice")
+        text = description or (inspect.getdoc(builder) or "").split("\n")[0]
+        if not text.strip():
+            raise ValueError(f"attention {name!r} needs a description (or a docstring on its builder)")
         _BUILDERS[name] = builder
+        _DESCRIPTIONS[name] = text.strip()
+        if kwargs is not None:
+            _KWARGS[name] = kwargs
         for alias in aliases:
             _ALIASES[alias] = name
         return builder
 
     return decorate
+
+
+def describe_attentions() -> Dict[str, str]:
+    """``{name: one-line description}`` of every registered attention (no aliases), sorted."""
+    return {name: _DESCRIPTIONS[name] for name in attention_names(include_aliases=False)}
 
 
 def attention_names(include_aliases: bool = True) -> Tuple[str, ...]:
@@ -45,7 +71,10 @@ def canonical_name(name: str) -> str:
 
 def attention_kwargs(name: str) -> Tuple[str, ...]:
     """Keyword arguments the builder of ``name`` takes besides ``channels``."""
-    params = inspect.signature(_BUILDERS[canonical_name(name)]).parameters
+    key = canonical_name(name)
+    if key in _KWARGS:
+        return tuple(_KWARGS[key]())
+    params = inspect.signature(_BUILDERS[key]).parameters
     return tuple(p for p in params if p != "channels")
 
 
@@ -67,4 +96,5 @@ def build_attention(name: str, channels: int, **kwargs) -> nn.Module:
 
 @register_attention("none")
 def no_attention(channels: int) -> nn.Module:
+    """No attention: plain YOLOX."""
     return nn.Identity()

@@ -2,6 +2,11 @@
 
     python -m yolox_attn.tools.bench [--size s] [--tsize 640] [--attentions none,ca,cca,acmix,nonlocal]
         [--repeats N] [--warmup N] [--threads 2] [--train-batch 1] [--device auto|cpu|cuda] [--json]
+        [--no-timing]
+    python -m yolox_attn.tools.bench --list
+
+``--attentions`` takes any registered name (``--list`` shows them with one line each) or ``all``;
+``--no-timing`` measures params and FLOPs only (no memory workers, no timed runs).
 
 One row per attention on dark3/dark4/dark5 of the chosen YOLOX size (depth, width and depthwise
 of ``exps/yolox_<size>_cam.py``, attention swapped), each figure also as a ratio to the ``none``
@@ -44,8 +49,7 @@ from torch import nn
 from yolox_attn import benchmarking as bm
 
 SIZES: Tuple[str, ...] = ("nano", "tiny", "s", "m", "l", "x")
-ATTENTIONS: Tuple[str, ...] = ("none", "ca", "cca", "acmix", "nonlocal")
-ALIASES: Dict[str, str] = {"cam": "ca"}
+ATTENTIONS: Tuple[str, ...] = ("none", "ca", "cca", "acmix", "nonlocal")  # the default rows
 EXPS_DIR = Path(__file__).resolve().parents[2] / "exps"
 THOP_STRIDE = 64  # the input side yolox.utils.get_model_info profiles before scaling
 WARM_SIZE = 64  # smallest input whose 2x2 stride-32 map lets batch-1 BatchNorm train; warms before the baseline
@@ -72,12 +76,22 @@ COLUMNS: Tuple[str, ...] = (
 
 
 # ------------------------------------------------------------------------- arguments
+def _attention_name(text: str) -> str:
+    from yolox_attn.attention import canonical_name
+
+    try:
+        return canonical_name(text.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _attention_list(text: str) -> List[str]:
+    from yolox_attn.attention import attention_names
+
     names = []
-    for part in text.split(","):
-        name = ALIASES.get(part.strip().lower(), part.strip().lower())
-        if name not in ATTENTIONS:
-            raise argparse.ArgumentTypeError(f"unknown attention {part.strip()!r}; allowed: {', '.join(ATTENTIONS)}")
+    parts = attention_names(include_aliases=False) if text.strip().lower() == "all" else text.split(",")
+    for part in parts:
+        name = _attention_name(part)
         if name not in names:
             names.append(name)
     # The reference row every ratio is taken against comes first, asked for or not.
@@ -106,7 +120,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--size", default="s", choices=SIZES, help="YOLOX size (default s)")
     p.add_argument("--tsize", type=_tsize, default=640, help="square input side, multiple of 32 (default 640)")
     p.add_argument("--attentions", type=_attention_list, default=list(ATTENTIONS),
-                   help=f"comma-separated, from {','.join(ATTENTIONS)} (default all; none is always added)")
+                   help=f"comma-separated registered names (--list) or 'all' (default {','.join(ATTENTIONS)}; "
+                        "none is always added)")
+    p.add_argument("--list", action="store_true", help="print every registered attention with its description and exit")
+    p.add_argument("--no-timing", action="store_true", help="params and FLOPs only: no memory workers, no timed runs")
     p.add_argument("--repeats", type=bm.int_at_least(1), default=5, help="timed runs per row (default 5)")
     p.add_argument("--warmup", type=bm.int_at_least(0), default=2, help="untimed runs per row first (default 2)")
     p.add_argument("--threads", type=bm.int_at_least(1), default=2, help="torch.set_num_threads (default 2)")
@@ -117,7 +134,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="memory workers at once (default 1; more only if the machine holds them all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
-    p.add_argument("--worker", choices=ATTENTIONS, help=argparse.SUPPRESS)  # internal: memory of one row
+    p.add_argument("--worker", type=_attention_name, help=argparse.SUPPRESS)  # internal: memory of one row
     args = p.parse_args(argv)
     return args
 
@@ -204,7 +221,7 @@ def memory_worker(args: argparse.Namespace) -> None:
         steps = Steps(*build_model(args.size, args.worker, device), device)
         images1, _ = make_inputs(1, args.tsize, device, args.seed)
         images, targets = make_inputs(args.train_batch, args.tsize, device, args.seed)
-        small, small_targets = make_inputs(1, WARM_SIZE, device, args.seed)
+        small, small_targets = make_inputs(args.train_batch, WARM_SIZE, device, args.seed)
 
         def warm() -> None:
             steps.infer(small)
@@ -234,12 +251,16 @@ def run(args: argparse.Namespace) -> List[Dict]:
         "precision": "float16 autocast" if device.type == "cuda" else "float32",
         "threads": args.threads, "train_batch": args.train_batch, "repeats": args.repeats, "warmup": args.warmup,
     }
+    if args.no_timing:
+        settings.update(repeats=0, warmup=0)
     rows: Dict[str, Dict] = {n: {c: None for c in COLUMNS} | {"attention": n} | settings for n in names}
 
-    bm.log(f"[memory] {len(names)} rows, each in a fresh worker ({args.jobs} at a time)")
-    for name, peaks in zip(names, bm.run_workers(WORKER_MODULE, [_worker_argv(args, n) for n in names], args.jobs)):
-        rows[name].update(peaks)
-        bm.log(f"  [memory] {name}: {peaks}")
+    if not args.no_timing:
+        bm.log(f"[memory] {len(names)} rows, each in a fresh worker ({args.jobs} at a time)")
+        argvs = [_worker_argv(args, n) for n in names]
+        for name, peaks in zip(names, bm.run_workers(WORKER_MODULE, argvs, args.jobs)):
+            rows[name].update(peaks)
+            bm.log(f"  [memory] {name}: {peaks}")
 
     steps: Dict[str, Steps] = {}
     for i, name in enumerate(names):
@@ -260,7 +281,7 @@ def run(args: argparse.Namespace) -> List[Dict]:
 
     images1, _ = make_inputs(1, args.tsize, device, args.seed)
     images, targets = make_inputs(args.train_batch, args.tsize, device, args.seed)
-    phases = (
+    phases = () if args.no_timing else (
         ("infer", "[inference]", {n: (lambda s=s: s.infer(images1)) for n, s in steps.items()}),
         ("train", "[train step]", {n: (lambda s=s: s.train(images, targets)) for n, s in steps.items()}),
     )
@@ -332,6 +353,11 @@ def format_table(rows: List[Dict]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     """Entry point; returns the rows (the worker mode returns an empty list)."""
     args = parse_args(argv)
+    if args.list:
+        from yolox_attn.attention import describe_attentions
+
+        print("\n".join(f"{name:10s} {text}" for name, text in describe_attentions().items()))
+        return []
     with warnings.catch_warnings():
         # YOLOX 0.3.0's head calls the deprecated torch.cuda.amp.autocast on every training step.
         warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.autocast", category=FutureWarning)

@@ -358,13 +358,17 @@ def load_model(exp, args, device: torch.device) -> nn.Module:
 
 
 def attention_modules(model: nn.Module) -> Dict[str, nn.Module]:
-    """``model.backbone.attention`` (an ``AttentionPAFPN``'s per-level modules) as a dict."""
-    modules = getattr(getattr(model, "backbone", None), "attention", None)
+    """An ``AttentionPAFPN``'s per-level modules as a dict: ``model.backbone.attention`` by level,
+    then those at the neck position (``neck_attention``) as ``"neck <level>"``."""
+    neck = getattr(model, "backbone", None)
+    modules = getattr(neck, "attention", None)
     if not isinstance(modules, nn.ModuleDict):
         raise SystemExit("--attention-maps needs a model whose neck is yolox_attn's AttentionPAFPN")
-    if not len(modules):
+    found = dict(modules.items())
+    found.update({f"neck {lvl}": m for lvl, m in getattr(neck, "neck_attention", {}).items()})
+    if not found:
         raise SystemExit("--attention-maps: the model has no attended levels (attention_levels is empty)")
-    return dict(modules.items())
+    return found
 
 
 def process_image(predictor: Predictor, img: np.ndarray, path: str, recorder: Optional[AttentionRecorder],

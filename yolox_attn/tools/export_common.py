@@ -19,6 +19,7 @@ __all__ = [
     "add_common_args",
     "add_opts_arg",
     "cli_exit_code",
+    "check_onnx_exportable",
     "check_within",
     "compare_outputs",
     "default_output",
@@ -225,3 +226,19 @@ def cli_exit_code(main: Callable[[Optional[List[str]]], object], argv: Optional[
         logger.error(str(err))
         return 1
     return 0
+
+
+def check_onnx_exportable(model: nn.Module) -> None:
+    """ExportCheckError naming each submodule that declares it cannot be exported to ONNX.
+
+    A module says so with an ``onnx_export_note`` attribute (the reason); this fails before the
+    exporter runs, instead of deep inside it.
+    """
+    by_note = {}
+    for name, m in model.named_modules():
+        note = getattr(m, "onnx_export_note", None)
+        if note:
+            by_note.setdefault(note, []).append(name or "the model")
+    if by_note:
+        found = "; ".join(f"{', '.join(names)}: {note}" for note, names in by_note.items())
+        raise ExportCheckError(f"this model cannot be exported to ONNX: {found}")

@@ -26,6 +26,7 @@ from .export_common import (
     ExportCheckError,
     add_common_args,
     add_opts_arg,
+    check_onnx_exportable,
     check_within,
     cli_exit_code,
     compare_outputs,
@@ -158,6 +159,7 @@ def main(argv: Optional[List[str]] = None) -> OnnxExportResult:
     what = f"the model with attention {getattr(exp, 'attention', 'none')!r}"
     model = load_export_model(exp, args.ckpt, args.decode_in_inference, onnx_silu=True,
                               experiment_name=args.experiment_name)
+    check_onnx_exportable(model)
     out = os.path.abspath(args.output_name or default_output(exp, args.experiment_name, ".onnx"))
     size = tuple(int(s) for s in exp.test_size)
     dummy = random_input(args.batch_size, size, seed=0)
