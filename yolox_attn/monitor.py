@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a DistributedDataParallel (or DataParallel) wrapper."""
     return getattr(model, "module", model)
