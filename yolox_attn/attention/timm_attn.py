@@ -109,7 +109,7 @@ def _smoke_forward(name: str, module: nn.Module, channels: int, options: Mapping
     except Exception as err:
         raise ValueError(
             f"timm's attention {name!r} built with {dict(options)} fails on a 4x5 map: {type(err).__name__}: "
-            f"{err or 'assertion failed'}"
+            f"{str(err) or 'a check in timm failed, without a message'}"
         ) from err
     finally:
         module.train(was_training)
@@ -133,7 +133,7 @@ def build_timm_attention(name: str, channels: int, kwargs: Mapping) -> nn.Module
     except Exception as err:  # timm reports bad values with asserts and TypeErrors
         raise ValueError(
             f"timm could not build attention {name!r} for {channels} channels with {options}: "
-            f"{type(err).__name__}: {err or 'assertion failed'}"
+            f"{type(err).__name__}: {str(err) or 'a check in timm failed, without a message'}"
         ) from err
     _smoke_forward(name, module, channels, options)
     # timm's non-local block ends in a zero-initialised norm plus the input: an identity at init.
