@@ -18,8 +18,9 @@ def _ablate(work, out, *extra):
             "random_size", "(3,3)", "data_num_workers", "0", "test_conf", "0.0", "max_epoch", "1",
             "no_aug_epochs", "0", "eval_interval", "1", "warmup_epochs", "0", "print_interval", "1",
             "attention_stats_interval", "1"]
+    # gated CA (the shapes exps train the paper's): its learned gates are part of the record
     cmd = [sys.executable, "-m", "yolox_attn.tools.ablate", "-f", str(EXP), "--attention", "none", "ca",
-           "--seeds", "0", "1", "-b", "4", "--output-dir", str(out), *extra, *tiny]
+           "--seeds", "0", "1", "--identity-init", "True", "-b", "4", "--output-dir", str(out), *extra, *tiny]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900)
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -42,11 +43,12 @@ def test_every_run_finishes_with_a_complete_record(grid):
     results = json.loads((out / "results.json").read_text())
     assert results["command"].startswith("python -m yolox_attn.tools.ablate -f ")
     runs = results["runs"]
-    assert [r["name"] for r in runs] == ["none_seed0", "ca_seed0", "none_seed1", "ca_seed1"]
+    assert [r["name"] for r in runs] == ["none_seed0", "ca_gated_seed0", "none_seed1", "ca_gated_seed1"]
     for r in runs:
         assert r["status"] == "done" and r["returncode"] == 0
-        assert r["attention"] in ("none", "ca") and r["group"] == r["attention"] and r["seed"] in (0, 1)
-        assert r["identity_init"] is None
+        assert r["attention"] in ("none", "ca") and r["seed"] in (0, 1)
+        gated = r["attention"] == "ca"
+        assert r["group"] == ("ca (gated)" if gated else "none") and r["identity_init"] is (True if gated else None)
         assert [e["epoch"] for e in r["evals"]] == [1]
         assert 0 <= r["final_ap"] <= r["final_ap50"] <= 1 and r["final_epoch"] == 1
         assert r["final_ap50"] == r["evals"][-1]["ap50"]
@@ -61,7 +63,7 @@ def test_every_run_finishes_with_a_complete_record(grid):
     assert all(math.isfinite(v) for v in runs[1]["scalars"].values())
     assert log.count("[ablate] ") == 5 and "4 of 4 runs finished" in log
     # attention_stats_interval 1: the trainer's monitor wrote a record for each of the 2 iterations
-    stats = [json.loads(line) for line in (out / "ca_seed1" / "metrics.jsonl").read_text().splitlines()]
+    stats = [json.loads(line) for line in (out / "ca_gated_seed1" / "metrics.jsonl").read_text().splitlines()]
     stats = [r for r in stats if r["event"] == "stats"]
     assert [r["iter"] for r in stats] == [1, 2]
     assert sorted(stats[0]["activation_rms"]) == ["attention.dark3", "attention.dark4", "attention.dark5"]
@@ -73,7 +75,7 @@ def test_summary_and_plot(grid):
 
     _, out, _, _ = grid
     summary = (out / "summary.md").read_text()
-    rows = [line for line in summary.splitlines() if line.startswith("| none |") or line.startswith("| ca |")]
+    rows = [line for line in summary.splitlines() if line.startswith(("| none |", "| ca (gated) |"))]
     assert len(rows) == 2
     none_row, ca_row = (row.split("|")[1:-1] for row in rows)
     assert none_row[1].strip() == "2" and ca_row[1].strip() == "2"
@@ -89,20 +91,20 @@ def test_summary_and_plot(grid):
 def test_rerun_skips_finished_runs_and_reports_a_failed_one(grid):
     work, out, _, _ = grid
     # A broken checkpoint makes the resumed run fail; the finished ones are skipped.
-    broken = out / "ca_seed2"
+    broken = out / "ca_gated_seed2"
     broken.mkdir()
     (broken / "latest_ckpt.pth").write_bytes(b"not a checkpoint")
     code, log = _ablate(work, out, "--seeds", "0", "1", "2")
     assert code == 1
     assert log.count("finished earlier") == 4
     assert "none_seed2: done" in log
-    assert "ca_seed2: FAILED" in log and "failed: ca_seed2" in log
+    assert "ca_gated_seed2: FAILED" in log and "failed: ca_gated_seed2" in log
     runs = json.loads((out / "results.json").read_text())["runs"]
     failed = [r for r in runs if r["status"] != "done"]
-    assert [r["name"] for r in failed] == ["ca_seed2"] and failed[0]["error"]
+    assert [r["name"] for r in failed] == ["ca_gated_seed2"] and failed[0]["error"].startswith("training failed: ")
     summary = (out / "summary.md").read_text()
-    assert "Failed runs, not averaged: ca_seed2" in summary
-    assert "| ca | 2 |" in summary and "| none | 3 |" in summary
+    assert "Failed runs, not averaged: ca_gated_seed2" in summary
+    assert "| ca (gated) | 2 |" in summary and "| none | 3 |" in summary
 
 
 def test_plan_orders_seed_major_and_applies_the_init_axis_to_gated_attentions_only():
