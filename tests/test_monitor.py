@@ -83,8 +83,36 @@ def test_attention_lr_mult_scales_only_the_attention_steps():
     assert torch.equal(moved[0.1][stem], moved[1.0][stem])
 
 
-@pytest.mark.parametrize("bad", ["fast", -1.0, True, float("nan")])
+def test_attention_lr_mult_by_attention_name_and_from_the_command_line():
+    exp = small_exp("cam", attention_lr_mult={"cca": 0.1, "ca": 2})
+    assert exp.attention_lr_factor() == 2.0
+    exp.merge(["attention", "acmix"])
+    assert exp.attention_lr_factor() == 1.0  # not named: YOLOX's rate
+    exp.merge(["attention_lr_mult", "cca=0.5,acmix=0.25"])
+    assert exp.attention_lr_mult == {"cca": 0.5, "acmix": 0.25} and exp.attention_lr_factor() == 0.25
+    exp.merge(["attention_lr_mult", "0.3"])
+    assert exp.attention_lr_factor() == 0.3
+
+
+@pytest.mark.parametrize("bad", ["fast", -1.0, True, float("nan"), {"cca": -1}])
 def test_attention_lr_mult_rejects_bad_values(bad):
-    exp = small_exp("ca", attention_lr_mult=bad)
+    exp = small_exp("cca", attention_lr_mult=bad)
     with pytest.raises(ValueError, match="attention_lr_mult must be a number >= 0"):
         exp.get_model()
+
+
+def test_attention_lr_mult_rejects_unknown_attention_names():
+    exp = small_exp("ca", attention_lr_mult={"ccaa": 0.1})
+    with pytest.raises(ValueError, match="ccaa"):
+        exp.get_model()
+
+
+def test_shapes_exps_train_paper_modules_with_cca_at_a_tenth_of_the_rate(exp_loader):
+    from conftest import EXPS_DIR
+
+    factors = {}
+    for attn in ("none", "cam", "cca", "acmix"):
+        exp = exp_loader(EXPS_DIR / "example" / f"yolox_nano_{attn}_shapes.py")
+        assert exp.attention_identity_init is False
+        factors[attn] = exp.attention_lr_factor()
+    assert factors == {"none": 1.0, "cam": 1.0, "cca": 0.1, "acmix": 1.0}

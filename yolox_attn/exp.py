@@ -75,6 +75,12 @@ def scale_lr_during_step(optimizer: torch.optim.Optimizer) -> None:
     optimizer.register_step_post_hook(restore)
 
 
+def _parse_lr_mult(value: str):
+    # "0.1", "{'cca': 0.1}" or "cca=0.1,acmix=0.5" from the command line.
+    text = value.strip()
+    return _parse_kwargs(text) if text.startswith("{") or "=" in text else _literal_or_text(text)
+
+
 def _literal_or_text(value: str):
     try:
         return ast.literal_eval(value)
@@ -98,7 +104,8 @@ class AttentionExp(Exp):
         depthwise: depthwise convolutions in neck and head, as YOLOX-nano has.
         optimizer_type: "sgd" (YOLOX's Nesterov SGD) or "adamw" (for short runs from scratch).
         attention_lr_mult: the attention parameters' learning rate as a multiple of YOLOX's
-            (1: the same; their own optimizer groups otherwise, with the same weight decay rules).
+            (1: the same; their own optimizer groups otherwise, with the same weight decay rules),
+            or a dict of such multiples by attention name (``{"cca": 0.1}``; others 1).
         attention_stats_interval: every this many iterations the trainer records the
             attention's scalars, gradient norms and activation sizes in ``metrics.jsonl``
             (0: never).
@@ -137,12 +144,21 @@ class AttentionExp(Exp):
                 f"attention {name!r} got unknown attention_kwargs {unknown}; allowed: {list(attention_kwargs(name))}"
             )
         check_levels(self.attention_levels)
-        mult = self.attention_lr_mult
-        if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not mult >= 0:
-            raise ValueError(f"attention_lr_mult must be a number >= 0, got {mult!r}")
+        self.attention_lr_factor()
         check_position(self.attention_position)
         if not isinstance(self.attention_identity_init, bool):
             raise ValueError(f"attention_identity_init must be True or False, got {self.attention_identity_init!r}")
+
+    def attention_lr_factor(self) -> float:
+        """This exp's attention lr multiplier: ``attention_lr_mult``, or its entry for the attention."""
+        mult = self.attention_lr_mult
+        if isinstance(mult, dict):
+            by_name = {canonical_name(k): v for k, v in mult.items()}  # ValueError on an unknown name
+            mult = by_name.get(canonical_name(self.attention), 1.0)
+        if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not mult >= 0:
+            raise ValueError(f"attention_lr_mult must be a number >= 0 or a dict of them by attention name, "
+                             f"got {self.attention_lr_mult!r}")
+        return float(mult)
 
     def get_model(self):
         from yolox.models import YOLOX
@@ -201,15 +217,16 @@ class AttentionExp(Exp):
         if "optimizer" not in self.__dict__:
             lr = self.warmup_lr if self.warmup_epochs > 0 else self.basic_lr_per_img * batch_size
             attention = {id(p) for name, p in self.model.named_parameters() if is_attention_key(name)}
+            mult = self.attention_lr_factor()
             groups = []
             for params, decay in zip(self.optimizer_groups(), (0.0, self.weight_decay, 0.0)):
                 own = [p for p in params if id(p) in attention]
-                if self.attention_lr_mult == 1 or not own:
+                if mult == 1 or not own:
                     groups.append({"params": params, "weight_decay": decay})
                     continue
                 rest = [p for p in params if id(p) not in attention]
                 groups += [{"params": rest, "weight_decay": decay},
-                           {"params": own, "weight_decay": decay, "lr_mult": float(self.attention_lr_mult)}]
+                           {"params": own, "weight_decay": decay, "lr_mult": mult}]
             if self.optimizer_type == "sgd":
                 self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=self.momentum, nesterov=True)
             elif self.optimizer_type == "adamw":
@@ -287,7 +304,8 @@ class AttentionExp(Exp):
         if len(cfg_list) % 2:
             raise UsageError(f"opts must be key value pairs, got {cfg_list!r}")
         old_attention = self.attention
-        parsers = {"attention_levels": _parse_levels, "attention_kwargs": _parse_kwargs}
+        parsers = {"attention_levels": _parse_levels, "attention_kwargs": _parse_kwargs,
+                   "attention_lr_mult": _parse_lr_mult}
         rest = []
         for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
             current = getattr(self, key, None)

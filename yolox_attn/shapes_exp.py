@@ -15,9 +15,10 @@ class NanoShapesExp(AttentionExp):
     cosine), and a learning rate 16x YOLOX's per-image default (0.02 at batch 8).
 
     Trained from scratch, so the attention modules are the papers' own (no identity gate: it
-    only matters for fine-tuning a pretrained neck), and their parameters train at a tenth of
-    that rate: at the full rate CCA's ``gamma`` on dark3 ran away (-7 after 7 epochs, dark3's
-    features 250x larger, AP50 0.001); README's ablation section has the measurements.
+    only matters for fine-tuning a pretrained neck). CCA's parameters train at a tenth of that
+    rate: at the full rate its ``gamma`` on dark3 ran away (-7 after 7 epochs, dark3's features
+    250x larger, AP50 0.001), while a tenth of the rate hurt CA and ACmix. README's ablation
+    section has the measurements.
     """
 
     def __init__(self):
@@ -38,4 +39,4 @@ class NanoShapesExp(AttentionExp):
         self.data_num_workers = 1
         self.save_history_ckpt = False
         self.attention_identity_init = False
-        self.attention_lr_mult = 0.1
+        self.attention_lr_mult = {"cca": 0.1}
