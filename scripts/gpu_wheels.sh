@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fills .whl/ with the wheels scripts/gpu_check.sh installs on a CUDA machine that has its own
 # torch but no network and no YOLOX: a pure-Python build of yolox==0.3.0 (its optional C++ COCO
-# eval op left out: it would have to match that machine's torch; YOLOX compiles it on first use
-# or gpu_check.sh falls back to pycocotools) and YOLOX's runtime dependencies for the target
-# Python. .whl/if-missing/ holds what the machine may already have (torchvision, numpy, pytest; opencv with
+# eval op left out: it would have to match that machine's torch; YOLOX compiles it on first use,
+# with ninja, or gpu_check.sh falls back to pycocotools) and YOLOX's runtime dependencies for the target
+# Python. .whl/if-missing/ holds what the machine may already have (torchvision, numpy, ninja, pytest; opencv with
 # GPU_OPENCV=1, a 50 MiB wheel that does not fit the 60 MiB a device run carries next to the rest);
 # gpu_check.sh installs those only when they cannot be imported there. This package itself runs
 # from the working tree (PYTHONPATH), so it needs no wheel.
@@ -28,8 +28,8 @@ target=(--no-deps --only-binary=:all: --implementation cp --python-version "$GPU
 echo "[gpu_wheels] YOLOX's runtime dependencies for Python $GPU_PYTHON" >&2
 # tensorboard without its server (grpcio, data server): torch's SummaryWriter needs only it and protobuf.
 pip download -d .whl "${target[@]}" loguru "pycocotools>=2.0.2" thop tabulate tqdm tensorboard protobuf
-echo "[gpu_wheels] if missing there: torchvision==$GPU_TORCHVISION, numpy, pytest" >&2
-pip download -d .whl/if-missing "${target[@]}" "torchvision==$GPU_TORCHVISION" numpy pytest pluggy iniconfig packaging pygments
+echo "[gpu_wheels] if missing there: torchvision==$GPU_TORCHVISION, numpy, ninja, pytest" >&2
+pip download -d .whl/if-missing "${target[@]}" "torchvision==$GPU_TORCHVISION" numpy ninja pytest pluggy iniconfig packaging pygments
 if [ "${GPU_OPENCV:-0}" = 1 ]; then
     pip download -d .whl/if-missing "${target[@]}" opencv-python-headless
 fi

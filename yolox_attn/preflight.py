@@ -9,6 +9,7 @@ import os
 import sys
 
 from loguru import logger
+from yolox.utils.logger import StreamToLoguru
 
 MAKE_SHAPES = "python -m yolox_attn.tools.make_shapes --out datasets/shapes"
 
@@ -26,10 +27,11 @@ def user_exit(what: str, err: BaseException) -> SystemExit:
     """``SystemExit("<what> failed: <err>")``; the traceback goes to the log file only (DEBUG).
 
     YOLOX's ``setup_logger`` replaces sys.stdout/stderr with a loguru stream that drops what
-    Python prints at exit, so the real streams are put back for the message.
+    Python prints at exit, so the real streams are put back for the message (only then).
     """
     logger.opt(exception=err).debug(f"{what} failed")
-    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    if isinstance(sys.stderr, StreamToLoguru):
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     return SystemExit(f"{what} failed: {err}")
 
 
