@@ -1,5 +1,6 @@
 """The main job in miniature: generated data -> YOLOX's train tool -> our eval tool, on the CPU."""
 
+import itertools
 import subprocess
 import sys
 
@@ -51,6 +52,12 @@ def test_eval_tool_prints_the_coco_table(trained):
     assert "evaluating on cpu" in log
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in log
     assert "per class AP" in log and "circle" in log
+    # per-class AP and AR in fractions, the unit of COCO's summary (YOLOX prints percent)
+    for table in ("per class AP:", "per class AR:"):
+        lines = log.split(table, 1)[1].splitlines()[1:]
+        rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines))[2:]  # no header, rule
+        cells = [float(c) for row in rows for c in row.strip("|").split("|")[1::2] if c.strip()]
+        assert cells and all(0.0 <= c <= 1.0 or c != c for c in cells), (table, rows)
 
 
 @pytest.mark.skipif(torch.cuda.device_count() >= 4, reason="this machine has 4 devices")

@@ -208,7 +208,7 @@ def test_type_that_cannot_export_fails_clearly(unexportable_type, tmp_path):
     with pytest.raises(ExportCheckError, match="attention 'numpyattn' cannot be exported with torch.export"):
         export_pt2.main(["-f", EXP_FILE, "--output-name", str(pt2_path), *_opts(unexportable_type)])
     with pytest.raises(ExportCheckError, match="the torch.export-based exporter failed"):
-        export_onnx.main(["-f", EXP_FILE, "--output-name", str(onnx_path), "--exporter", "dynamo",
+        export_onnx.main(["-f", EXP_FILE, "--output-name", str(onnx_path), "--exporter", "dynamo", "--dynamic",
                           *_opts(unexportable_type)])
     assert sorted(os.listdir(tmp_path)) == []
 
