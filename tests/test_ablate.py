@@ -103,8 +103,19 @@ def test_rerun_skips_finished_runs_and_reports_a_failed_one(grid):
     failed = [r for r in runs if r["status"] != "done"]
     assert [r["name"] for r in failed] == ["ca_gated_seed2"] and failed[0]["error"].startswith("training failed: ")
     summary = (out / "summary.md").read_text()
-    assert "Failed runs, not averaged: ca_gated_seed2" in summary
+    assert "Runs not averaged: ca_gated_seed2 (failed)" in summary
     assert "| ca (gated) | 2 |" in summary and "| none | 3 |" in summary
+
+
+def test_report_only_starts_nothing(grid):
+    work, out, _, _ = grid
+    before = sorted(p.name for p in out.iterdir())
+    code, log = _ablate(work, out, "--seeds", "0", "7", "--report-only")
+    assert code == 0, log[-2000:]
+    assert log.count("finished earlier") == 2 and log.count(": not run") == 2
+    assert sorted(p.name for p in out.iterdir()) == before
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["name"] for r in runs] == ["none_seed0", "ca_gated_seed0"]
 
 
 def test_plan_orders_seed_major_and_applies_the_init_axis_to_gated_attentions_only():

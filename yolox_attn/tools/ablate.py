@@ -85,6 +85,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--devices", type=int, default=1, help="devices per run (default 1)")
     p.add_argument("--fp16", action="store_true", help="pass --fp16 to every run")
     p.add_argument("--output-dir", default=None, help="default: YOLOX_outputs/ablate_<exp_name>")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the reports from the runs already in the output folder; start none")
     p.epilog = "Anything after the tool's own arguments is exp options for every run, e.g. max_epoch 7."
     return p
 
@@ -173,15 +175,17 @@ def _last_line(path: str) -> str:
 
 
 def run_record(run: Run, output_dir: str, returncode: Optional[int]) -> Dict:
-    """What a run's metrics say; status "done" needs its end record, else it is "failed"."""
+    """What a run's metrics say: "done" (its end record is there), "failed" (its process ended
+    without one) or "unfinished" (``returncode`` None: no process of this call ran it)."""
     records = read_jsonl(os.path.join(output_dir, run.name, METRICS_FILE))
     evals = [{k: r[k] for k in ("epoch", "ap50", "ap", "wall_seconds", "train_seconds")}
              for r in records if r["event"] == "eval"]
     end = next((r for r in reversed(records) if r["event"] == "end"), None)
     log = os.path.join(output_dir, "logs", f"{run.name}.log")
     done = end is not None and returncode in (0, None) and bool(evals)
+    status = "done" if done else "unfinished" if returncode is None else "failed"
     record = {"name": run.name, "attention": run.attention, "group": run.group, "seed": run.seed,
-              "identity_init": run.identity_init, "status": "done" if done else "failed",
+              "identity_init": run.identity_init, "status": status,
               "returncode": returncode, "log": log, "evals": evals,
               "final_ap50": evals[-1]["ap50"] if evals else None,
               "final_ap": evals[-1]["ap"] if evals else None,
@@ -199,7 +203,6 @@ def execute(args, run: Run, output_dir: str, opts: Sequence[str]) -> Dict:
     """Run (or skip, or resume) one training; return its record."""
     previous = run_record(run, output_dir, None)
     if previous["status"] == "done":
-        previous["skipped"] = True
         return previous
     resume = os.path.isfile(os.path.join(output_dir, run.name, "latest_ckpt.pth"))
     log = previous["log"]
@@ -250,8 +253,8 @@ def summarize(records: Sequence[Dict]) -> List[Dict]:
     for g in groups:
         ap50 = [r["final_ap50"] for r in done[g]]
         ap = [r["final_ap"] for r in done[g]]
-        row = {"group": g, "runs": len(ap50), "failed": [r["name"] for r in records
-                                                          if r["group"] == g and r["status"] != "done"],
+        row = {"group": g, "runs": len(ap50), "left_out": [f"{r['name']} ({r['status']})" for r in records
+                                                            if r["group"] == g and r["status"] != "done"],
                "ap50": mean_std(ap50), "ap": mean_std(ap),
                "seconds": mean_std([r["wall_seconds"] for r in done[g]])[0],
                "vs_none": welch(ap50, base_ap50) if base and g != base else None}
@@ -292,12 +295,12 @@ def summary_markdown(rows: Sequence[Dict], command: str) -> str:
         seconds = "-" if row["seconds"] is None else f"{row['seconds']:.0f}"
         lines.append(f"| {row['group']} | {row['runs']} | {_pm(row['ap50'])} | {_pm(row['ap'])} | {diff} | "
                      f"{judged} | {goal} | {seconds} |")
-    failed = [name for row in rows for name in row["failed"]]
+    left_out = [name for row in rows for name in row["left_out"]]
     lines.append("")
     lines.append("Std is over seeds (n - 1); the interval is Welch's t interval of the difference in mean final "
                  "AP50 to `none`; finished runs only.")
-    if failed:
-        lines.append(f"\nFailed runs, not averaged: {', '.join(failed)} (see `logs/<name>.log`).")
+    if left_out:
+        lines.append(f"\nRuns not averaged: {', '.join(left_out)} (see `logs/<name>.log`).")
     return "\n".join(lines) + "\n"
 
 
@@ -349,8 +352,10 @@ def write_reports(records: Sequence[Dict], output_dir: str, command: str) -> Non
 def _describe(i: int, total: int, run: Run, record: Dict, seconds: float) -> str:
     head = f"[ablate] {i}/{total} {run.name}:"
     if record["status"] == "done":
-        how = "finished earlier" if record.get("skipped") else f"done in {seconds:.0f} s"
+        how = "finished earlier" if record["returncode"] is None else f"done in {seconds:.0f} s"
         return f"{head} {how}, AP50 {record['final_ap50']:.3f}, AP {record['final_ap']:.3f}"
+    if record["status"] == "unfinished":
+        return f"{head} unfinished (no end record yet) -> {record['log']}"
     return f"{head} FAILED (exit {record['returncode']}): {record['error']} -> {record['log']}"
 
 
@@ -371,10 +376,15 @@ def main(argv=None) -> int:
     runs = plan_runs(args.attention, args.seeds, args.identity_init)
     records = []
     for i, run in enumerate(runs, 1):
+        if args.report_only and not os.path.isdir(os.path.join(output_dir, run.name)):
+            print(f"[ablate] {i}/{len(runs)} {run.name}: not run", flush=True)
+            continue
         start = time.time()
-        records.append(execute(args, run, output_dir, opts))
+        records.append(run_record(run, output_dir, None) if args.report_only else execute(args, run, output_dir, opts))
         print(_describe(i, len(runs), run, records[-1], time.time() - start), flush=True)
-        write_reports(records, output_dir, command)
+        if not args.report_only:
+            write_reports(records, output_dir, command)  # a partial ablation is readable too
+    write_reports(records, output_dir, command)
     failed = [r["name"] for r in records if r["status"] != "done"]
     print(f"[ablate] {len(records) - len(failed)} of {len(records)} runs finished"
           + (f"; failed: {', '.join(failed)}" if failed else "")
