@@ -107,12 +107,12 @@ def test_attention_lr_mult_rejects_unknown_attention_names():
         exp.get_model()
 
 
-def test_shapes_exps_train_paper_modules_with_cca_at_a_tenth_of_the_rate(exp_loader):
+def test_shapes_exps_train_cca_at_a_tenth_of_the_rate(exp_loader):
     from conftest import EXPS_DIR
 
     factors = {}
     for attn in ("none", "cam", "cca", "acmix"):
         exp = exp_loader(EXPS_DIR / "example" / f"yolox_nano_{attn}_shapes.py")
-        assert exp.attention_identity_init is False
+        assert exp.attention_identity_init is True
         factors[attn] = exp.attention_lr_factor()
     assert factors == {"none": 1.0, "cam": 1.0, "cca": 0.1, "acmix": 1.0}
