@@ -161,6 +161,11 @@ def test_jit_trace_round_trip(name, tmp_path):
 def test_torch_export_round_trip_dynamic(name, tmp_path):
     m = make(name).eval()
     dims = {0: torch.export.Dim("b", min=1), 2: torch.export.Dim("h", min=2), 3: torch.export.Dim("w", min=2)}
+    if getattr(m, "onnx_export_note", None):
+        # bat: its pooling needs a fixed map size, for torch.export's dynamic sizes as for ONNX
+        with pytest.raises(Exception, match="Constraints violated"):
+            torch.export.export(m, (torch.randn(2, C, 13, 9),), dynamic_shapes=(dims,), strict=False)
+        return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         program = torch.export.export(m, (torch.randn(2, C, 13, 9),), dynamic_shapes=(dims,), strict=False)

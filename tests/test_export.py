@@ -45,8 +45,20 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+# torch.export unrolls ACmix's loop over its window offsets: the default 7x7 window (49 offsets, at
+# three levels) takes minutes to export as a whole model. The tools' path is the same with 3x3 (9);
+# the default window is exported on its own in test_attention_common.
+SMALL_KWARGS = {"acmix": "kernel_att=3"}
+# SimAM divides by each channel's variance + 1e-4: nearly constant channels of the trained-like
+# model amplify float32 rounding; onnxruntime differed from PyTorch by 5.4e-3 at 160x192 and
+# 1.1e-2 at 192x160 (batch 3), on outputs up to ~100 (about 1e-4 relative), with either exporter.
+# README says so; the tools take --atol for it.
+ONNX_ATOL = {"simam": 5e-2}
+
+
 def _opts(attention: str, width: float = 0.25):
-    return ["attention", attention, "test_size", str(SIZE), "width", str(width)]
+    kwargs = ["attention_kwargs", SMALL_KWARGS[attention]] if attention in SMALL_KWARGS else []
+    return ["attention", attention, "test_size", str(SIZE), "width", str(width), *kwargs]
 
 
 def _exp(attention: str, width: float = 0.25):
@@ -122,10 +134,11 @@ def test_onnx_dynamic_matches_pytorch(attention, checkpoints, tmp_path):
 
     ckpt, model = checkpoints[attention]
     path = tmp_path / f"{attention}.onnx"
+    atol = ONNX_ATOL.get(attention, 1e-3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = export_onnx.main(["-f", EXP_FILE, "-c", str(ckpt), "--output-name", str(path), "--dynamic",
-                                   "--decode_in_inference", *_opts(attention)])
+                                   "--atol", str(atol), "--decode_in_inference", *_opts(attention)])
     assert result.path == str(path) and path.is_file()
     if attention in TORCH_EXPORT_TYPES:
         assert (result.exporter, result.fallback_reason) == ("dynamo", "")
@@ -134,7 +147,7 @@ def test_onnx_dynamic_matches_pytorch(attention, checkpoints, tmp_path):
         assert result.exporter == "dynamo" or result.fallback_reason, result
     h2, w2 = second_size(SIZE)
     assert list(result.diffs) == [(1, 3, *SIZE), (2, 3, h2, w2)]
-    assert all(d <= 1e-3 for d in result.diffs.values()), result.diffs
+    assert all(d <= atol for d in result.diffs.values()), result.diffs
 
     # Independently of the tool's own check: the file holds the checkpoint's weights, any size.
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -144,7 +157,7 @@ def test_onnx_dynamic_matches_pytorch(attention, checkpoints, tmp_path):
         expected = model(x).numpy()
     got = session.run(None, {"images": x.numpy()})[0]
     assert got.shape == expected.shape
-    assert np.abs(got - expected).max() <= 1e-3
+    assert np.abs(got - expected).max() <= atol
     if attention != "none":  # the 1e-3 check would miss a broken attention if it hardly mattered
         assert attention_effect(model, x) > 5e-3
 
