@@ -37,9 +37,9 @@ class EMA(nn.Module):
         g = x.reshape(b * self.groups, c // self.groups, h, w)
         x_h = g.mean(dim=3, keepdim=True)  # (bg, c/g, H, 1)
         x_w = g.mean(dim=2, keepdim=True).transpose(2, 3)  # (bg, c/g, W, 1)
-        hw = self.conv1x1(torch.cat([x_h, x_w], dim=2))
-        # Slices rather than split(hw, [h, w]) keep the sizes symbolic in traces and exports.
-        x1 = self.gn(g * hw[:, :, :h].sigmoid() * hw[:, :, h:].transpose(2, 3).sigmoid())
+        # The 1x1 conv acts on each position alone: on x_h and x_w apart it equals the official
+        # conv of their concatenation split back, without size-dependent slices in traces.
+        x1 = self.gn(g * self.conv1x1(x_h).sigmoid() * self.conv1x1(x_w).transpose(2, 3).sigmoid())
         x2 = self.conv3x3(g)
         a1 = x1.mean(dim=(2, 3)).softmax(dim=1)  # (bg, c/g)
         a2 = x2.mean(dim=(2, 3)).softmax(dim=1)
