@@ -26,12 +26,10 @@ from yolox_attn.tools.export_common import (
     second_size,
 )
 
-# Whole-model exports of the modules written here; every registered type, timm's too, is exported
-# on its own (dynamic ONNX against onnxruntime, torch.export) in test_attention_common. (timm's `se`
-# in this trained-like model differed from onnxruntime by up to 5.6e9 with either exporter, while
-# its module-level export matches: not investigated yet.)
+# Whole-model exports of the modules written here and one timm layer; every registered type is
+# exported on its own (dynamic ONNX against onnxruntime, torch.export) in test_attention_common.
 ATTENTIONS = [n for n in attention_names(include_aliases=False)
-              if n in ("none", "ca", "cca", "acmix", "nonlocal", "simam", "ema")]
+              if n in ("none", "ca", "cca", "acmix", "nonlocal", "simam", "ema", "se")]
 # These are known to export through torch.export; a new type may fall back, with a reason.
 TORCH_EXPORT_TYPES = {"ca", "cca", "acmix", "nonlocal", "none"}
 EXP_FILE = str(EXPS_DIR / "yolox_nano_cam.py")
@@ -51,11 +49,6 @@ def one_thread():
 # three levels) takes minutes to export as a whole model. The tools' path is the same with 3x3 (9);
 # the default window is exported on its own in test_attention_common.
 SMALL_KWARGS = {"acmix": "kernel_att=3"}
-# SimAM divides by each channel's variance + 1e-4: in this trained-like model onnxruntime differed
-# from PyTorch by 5e-3 to 0.5 from run to run (either exporter), so its whole-model ONNX export is
-# not tested here (its module-level export is, and the export tool's own check refuses a mismatch;
-# README says so).
-ONNX_EXCLUDED = ("simam",)
 
 
 def _opts(attention: str, width: float = 0.25):
@@ -99,6 +92,22 @@ def _trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def assert_well_conditioned(model: nn.Module) -> None:
+    """The test model's float32 output within 1e-4 of its float64 output.
+
+    Some random seeds give a model whose raw box outputs reach ~30, so the decoded sizes (exp)
+    reach 1e14 and float32 rounding alone moves them by up to 1e10 (SimAM and timm's `se` drew
+    such seeds, which once looked like export errors); no exporter can match such a model to 1e-3.
+    """
+    model = copy.deepcopy(model).eval()
+    model.head.decode_in_inference = True
+    x = torch.rand(2, 3, 160, 192, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.no_grad():
+        y32 = model(x).double()
+        y64 = model.double()(x.double())
+    assert (y32 - y64).abs().max() <= 1e-4, "ill-conditioned test model: pick another seed"
+
+
 def attention_effect(model: nn.Module, x: torch.Tensor) -> float:
     """Max change of the decoded output when every attention is switched off (gates, gamma, W = 0)."""
     model = copy.deepcopy(model).eval()
@@ -116,9 +125,10 @@ def checkpoints(tmp_path_factory):
     """Per attention: an official-format checkpoint {'model': state_dict} and the model it holds."""
     root = tmp_path_factory.mktemp("export_ckpts")
     out = {}
-    for i, name in enumerate(ATTENTIONS):
-        torch.manual_seed(i)  # the exp's random init
-        model = _trained_like(_exp(name).get_model(), seed=i)
+    for name in ATTENTIONS:
+        torch.manual_seed(0)  # the exp's random init
+        model = _trained_like(_exp(name).get_model(), seed=0)
+        assert_well_conditioned(model)
         path = root / f"{name}.pth"
         torch.save({"model": model.state_dict(), "start_epoch": 3}, path)
         out[name] = (path, model)
@@ -130,7 +140,7 @@ def _deprecations(caught):
             if issubclass(w.category, (DeprecationWarning, FutureWarning))]
 
 
-@pytest.mark.parametrize("attention", [a for a in ATTENTIONS if a not in ONNX_EXCLUDED])
+@pytest.mark.parametrize("attention", ATTENTIONS)
 def test_onnx_dynamic_matches_pytorch(attention, checkpoints, tmp_path):
     import onnxruntime as ort
 
@@ -159,9 +169,13 @@ def test_onnx_dynamic_matches_pytorch(attention, checkpoints, tmp_path):
         expected = model(x).numpy()
     got = session.run(None, {"images": x.numpy()})[0]
     assert got.shape == expected.shape
-    assert np.abs(got - expected).max() <= atol
-    if attention != "none":  # the 1e-3 check would miss a broken attention if it hardly mattered
-        assert attention_effect(model, x) > 5e-3
+    mismatch = float(np.abs(got - expected).max())
+    assert mismatch <= atol
+    if attention != "none":
+        # Not vacuous: switching the attention off moves the output far more than the mismatch
+        # (and more than the tolerance), so a wrongly exported attention would show.
+        effect = attention_effect(model, x)
+        assert effect > max(atol, 100 * mismatch), (effect, mismatch)
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS)
