@@ -37,8 +37,8 @@ $PY -m yolox.tools.train -f "$EXP" -d 1 -b "$BATCH" ${OPTS:-}
 echo "[main] training took $(( $(date +%s) - start )) s" >&2
 CKPT=$OUT/best_ckpt.pth
 [ -f "$CKPT" ] || CKPT=$OUT/latest_ckpt.pth
-# A bad dataset, checkpoint or option ends the train tool with exit 1 (set -e stops here); an error
-# during training itself is still caught by YOLOX's logger.catch, which exits 0: check the checkpoint.
+# Any failure ends the train tool with exit 1 (set -e stops here); a run that still wrote no
+# checkpoint is named rather than passed on to the eval tool.
 [ -f "$CKPT" ] || { echo "[main] training wrote no checkpoint; see $OUT/train_log.txt" >&2; exit 1; }
 
 $PY -m yolox_attn.tools.eval -f "$EXP" -c "$CKPT" -b "$BATCH" -d 1 --conf 0.001

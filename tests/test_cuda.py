@@ -3,10 +3,12 @@
 runs them)."""
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
-from conftest import random_targets, small_exp
+from conftest import ROOT, random_targets, small_exp
 
 from yolox_attn.attention import ResidualGate, build_attention
 
@@ -104,3 +106,14 @@ def test_yolox_eval_on_cuda_matches_the_cpu():
     with torch.no_grad():
         out_cpu, out_gpu = cpu(x), gpu(x.cuda())
     torch.testing.assert_close(out_gpu.cpu(), out_cpu, rtol=1e-3, atol=1e-2)
+
+
+def test_yolox_eval_tool_missing_checkpoint_ends_in_one_line(tmp_path):
+    # YOLOX's eval tool loads the checkpoint after its set-up and exits 0 on a failure there.
+    missing = tmp_path / "missing.pth"
+    proc = subprocess.run([sys.executable, "-m", "yolox.tools.eval", "-f",
+                           str(ROOT / "exps" / "example" / "yolox_nano_cam_shapes.py"), "-c", str(missing),
+                           "-b", "2", "-d", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert proc.returncode == 1, lines
+    assert lines[-1] == f"evaluation failed: checkpoint '{missing}' does not exist", lines

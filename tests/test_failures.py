@@ -93,3 +93,79 @@ def test_train_occupy_on_the_cpu_is_ignored_with_a_warning(tmp_path, tiny_shapes
     code, lines = _train(tmp_path, [*opts, "eval_interval", "5"], "-o")
     assert code == 0 and "Traceback" not in "\n".join(lines), "\n".join(lines[-30:])
     assert any("--occupy" in line and "ignored" in line for line in lines)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_train_failure_during_training_exits_1_naming_the_error_and_the_log(tmp_path, tiny_shapes, workers):
+    # A dataset whose training images are gone: the annotations pass the set-up checks, and the
+    # first batch fails (in a DataLoader worker when workers > 0). YOLOX's own Trainer would log
+    # the traceback and exit 0.
+    import shutil
+
+    data, opts = tiny_shapes
+    broken = tmp_path / "broken"
+    shutil.copytree(data, broken)
+    images = sorted((broken / "train2017").iterdir())
+    assert images
+    for image in images:
+        image.unlink()
+    opts = [*opts, "data_dir", str(broken), "data_num_workers", str(workers)]
+    code, lines = _train(tmp_path, opts)
+    log = tmp_path / "out" / "yolox_nano_cam_shapes" / "train_log.txt"
+    # YOLOX's set-up log comes first, as in any run; then one line and exit 1, no traceback.
+    assert code == 1, lines[-20:]
+    assert lines[-1].startswith("training failed in epoch 1/1: AssertionError: file named ")
+    assert lines[-1].endswith(f" not found; traceback in {log}")
+    assert not any("Traceback" in line for line in lines)
+    assert "Traceback" in log.read_text()
+
+
+def test_yolox_eval_tool_on_the_cpu_points_to_ours(tmp_path):
+    # YOLOX's tool would stop at a bare `assert num_gpu <= torch.cuda.device_count()`.
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; tests/test_cuda.py covers YOLOX's eval tool there")
+    code, lines = _run(["yolox.tools.eval", "-f", str(EXP), "-c", str(tmp_path / "x.pth"), "-b", "2", "-d", "1"],
+                       tmp_path)
+    assert code == 1 and lines == ["YOLOX's eval tool needs a CUDA GPU and this machine has none; on the CPU run "
+                                   "python -m yolox_attn.tools.eval with the same arguments"], (code, lines)
+
+
+def test_yolox_eval_tool_checks_checkpoint_and_dataset_first(tmp_path, tiny_shapes, checkpoints, monkeypatch):
+    # On CUDA, YOLOX's eval tool reads these only after its set-up and exits 0 on a failure; the
+    # exp checks them when the tool merges its opts, from the tool's parsed command line.
+    import argparse
+    import types
+
+    from yolox.exp import get_exp
+
+    from yolox_attn.preflight import UsageError
+
+    data, opts = tiny_shapes
+    good = tmp_path / "good.pth"
+    torch.save({"model": get_exp(str(EXP), None).get_model().state_dict()}, good)
+    tool = types.ModuleType("__main__")
+    tool.__spec__ = types.SimpleNamespace(name="yolox.tools.eval")
+    monkeypatch.setitem(sys.modules, "__main__", tool)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+    def merge(ckpt, data_dir, **flags):
+        tool.args = argparse.Namespace(**{"ckpt": ckpt, "experiment_name": None, "speed": False, "trt": False,
+                                          "test": False, **flags})
+        get_exp(str(EXP), None).merge([*opts, "data_dir", str(data_dir)])
+
+    merge(str(good), data)  # nothing to complain about
+    merge(None, data, speed=True)  # --speed reads no checkpoint
+    cases = [
+        ((str(tmp_path / "missing.pth"), data), [f"'{tmp_path / 'missing.pth'}' does not exist"]),
+        ((str(checkpoints / "wrong_size.pth"), data), ["wrong_size.pth", "does not fit this model"]),
+        ((str(checkpoints / "corrupt.pth"), data), ["corrupt.pth", "cannot be read"]),
+        ((str(good), tmp_path / "nowhere"), ["dataset not found", "instances_val2017.json"]),
+        ((None, data), ["best_ckpt.pth' does not exist"]),  # the tool's default checkpoint
+    ]
+    for args, needles in cases:
+        with pytest.raises(UsageError) as caught:
+            merge(*args)
+        message = str(caught.value)
+        assert message.startswith("evaluation failed: "), message
+        for needle in needles:
+            assert needle in message, (needle, message)

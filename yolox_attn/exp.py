@@ -13,7 +13,7 @@ from yolox.exp import Exp
 from .attention import attention_kwargs, attention_names, canonical_name
 from .checkpoint import is_attention_key
 from .neck import LEVELS, AttentionPAFPN, check_levels, check_position
-from .preflight import UsageError, require_annotations
+from .preflight import UsageError, check_yolox_eval_run, require_annotations
 
 
 # What YOLOX's own exps (yolox/exp/default/yolox_<size>.py) set for each size.
@@ -333,6 +333,7 @@ class AttentionExp(Exp):
                 rest += [key, value]
         super().merge(rest)
         self._name_after_attention(old_attention)
+        check_yolox_eval_run(self)
 
     def _name_after_attention(self, old: str) -> None:
         """After ``opts`` changed the attention, rename ``exp_name`` where it names the old one

@@ -13,7 +13,7 @@ from .checkpoint import (check_pretrained, check_weights, load_checkpoint, load_
                          model_state)
 from .monitor import AttentionMonitor, append_jsonl, attention_scalars, read_jsonl
 from .precision import cpu_autocast_dtype
-from .preflight import require_annotations, user_exit
+from .preflight import error_line, require_annotations, user_exit
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -32,17 +32,26 @@ class AttentionTrainer(Trainer):
 
     def train(self):
         # What the user chose (exp, data, checkpoint) is checked before YOLOX logs its long set-up,
-        # and a mistake there ends in one line; failures later keep their traceback.
+        # and a mistake there ends in one line. Any later error ends in one line too, naming it and
+        # the log that holds its traceback, and exit 1 (YOLOX's logger.catch would exit 0).
         try:
             self.check_inputs()
             self.before_train()
         except (ValueError, OSError) as err:
             raise user_exit("training", err) from None
+        except Exception as err:
+            raise self.failure(err, "while setting up") from None
         try:
             self.train_in_epoch()
-        finally:
-            self.after_train()
+        except Exception as err:
+            raise self.failure(err, f"in epoch {self.epoch + 1}/{self.max_epoch}") from None
+        self.after_train()
         self.finish_records()
+
+    def failure(self, err: Exception, where: str) -> SystemExit:
+        hint = " (out of memory: lower -b or input_size)" if isinstance(err, torch.OutOfMemoryError) else ""
+        log = os.path.join(self.file_name, "train_log.txt")
+        return user_exit("training", err, f"{where}: {error_line(err)}{hint}; traceback in {log}")
 
     def _ckpt_file(self):
         if self.args.resume:

@@ -12,6 +12,7 @@ from loguru import logger
 from torch import nn
 
 from ..checkpoint import load_checkpoint, load_weights, model_state
+from ..preflight import error_line
 
 __all__ = [
     "ExportCheckError",
@@ -25,7 +26,6 @@ __all__ = [
     "default_output",
     "exp_from_args",
     "export_program",
-    "first_line",
     "load_export_model",
     "max_abs_diff",
     "random_input",
@@ -128,13 +128,7 @@ def export_program(model: nn.Module, example: torch.Tensor, dynamic: bool) -> "t
     try:
         return torch.export.export(model, (example,), dynamic_shapes=shapes, strict=False)
     except Exception as err:  # torch.export raises many types (UserError, GuardOnDataDependent, ...)
-        raise ExportCheckError(f"torch.export failed: {first_line(err)}") from err
-
-
-def first_line(err: BaseException) -> str:
-    """``Type: first line of the message``: torch's export errors run to pages."""
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+        raise ExportCheckError(f"torch.export failed: {error_line(err)}") from err
 
 
 def load_export_model(exp, ckpt: Optional[str], decode: bool, onnx_silu: bool = False,
@@ -202,7 +196,7 @@ def compare_outputs(model: nn.Module, run: Callable[[torch.Tensor], torch.Tensor
             try:
                 got = torch.as_tensor(run(x))
             except Exception as err:  # each runtime raises its own types
-                results[shape] = f"it raises {first_line(err)}"
+                results[shape] = f"it raises {error_line(err)}"
                 continue
         if tuple(got.shape) != tuple(expected.shape):
             results[shape] = f"output {tuple(got.shape)} instead of {tuple(expected.shape)}"

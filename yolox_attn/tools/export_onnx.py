@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from loguru import logger
 
+from ..preflight import error_line
 from .export_common import (
     MIN_DYNAMIC_SIDE,
     ExportCheckError,
@@ -33,7 +34,6 @@ from .export_common import (
     default_output,
     exp_from_args,
     export_program,
-    first_line,
     load_export_model,
     random_input,
     second_size,
@@ -121,7 +121,7 @@ def _export_dynamo(model: torch.nn.Module, args: argparse.Namespace, example: to
         torch.onnx.export(program, (example,), path, dynamo=True, opset_version=args.opset, verbose=False,
                           input_names=[args.input], output_names=[args.output], external_data=False)
     except Exception as err:  # the translation raises its own types
-        raise ExportCheckError(f"ONNX translation of the exported program failed: {first_line(err)}") from err
+        raise ExportCheckError(f"ONNX translation of the exported program failed: {error_line(err)}") from err
 
 
 def _export_legacy(model: torch.nn.Module, args: argparse.Namespace, example: torch.Tensor, path: str) -> None:
