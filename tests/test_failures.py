@@ -4,6 +4,7 @@ through YOLOX's own train tool (whose ``logger.catch`` would otherwise exit 0) a
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT
@@ -143,6 +144,8 @@ def test_yolox_eval_tool_checks_checkpoint_and_dataset_first(tmp_path, tiny_shap
     data, opts = tiny_shapes
     good = tmp_path / "good.pth"
     torch.save({"model": get_exp(str(EXP), None).get_model().state_dict()}, good)
+    with_numpy = tmp_path / "with_numpy.pth"  # as YOLOX's own trainer saves best_ap
+    torch.save({"model": torch.load(good)["model"], "best_ap": np.float64(0.25)}, with_numpy)
     tool = types.ModuleType("__main__")
     tool.__spec__ = types.SimpleNamespace(name="yolox.tools.eval")
     monkeypatch.setitem(sys.modules, "__main__", tool)
@@ -161,6 +164,7 @@ def test_yolox_eval_tool_checks_checkpoint_and_dataset_first(tmp_path, tiny_shap
         ((str(checkpoints / "corrupt.pth"), data), ["corrupt.pth", "cannot be read"]),
         ((str(good), tmp_path / "nowhere"), ["dataset not found", "instances_val2017.json"]),
         ((None, data), ["best_ckpt.pth' does not exist"]),  # the tool's default checkpoint
+        ((str(with_numpy), data), ["with_numpy.pth", "numpy", "yolox_attn.tools.eval"]),
     ]
     for args, needles in cases:
         with pytest.raises(UsageError) as caught:

@@ -6,6 +6,7 @@ message on stderr and exit status 1.
 """
 
 import os
+import pickle
 import sys
 from typing import Optional
 
@@ -88,6 +89,11 @@ def check_yolox_eval_run(exp) -> None:
             name = args.experiment_name or exp.exp_name
             ckpt = args.ckpt or os.path.join(exp.output_dir, name, "best_ckpt.pth")
             check_weights(exp.get_model(), model_state(load_checkpoint(ckpt), ckpt), ckpt)
+            try:  # what YOLOX's tool itself does: torch.load's default, weights only, no numpy
+                torch.load(ckpt, map_location="cpu")
+            except pickle.UnpicklingError:
+                raise ValueError(f"YOLOX's eval tool cannot load {ckpt!r}: it holds numpy values, which torch.load "
+                                 f"refuses by default since torch 2.6; python -m yolox_attn.tools.eval loads it") from None
         require_annotations(exp.data_dir, exp.test_ann if args.test else exp.val_ann)
     except (ValueError, OSError) as err:
         raise UsageError(f"evaluation failed: {err}") from None
