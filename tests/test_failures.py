@@ -131,45 +131,67 @@ def test_yolox_eval_tool_on_the_cpu_points_to_ours(tmp_path):
                                    "python -m yolox_attn.tools.eval with the same arguments"], (code, lines)
 
 
-def test_yolox_eval_tool_checks_checkpoint_and_dataset_first(tmp_path, tiny_shapes, checkpoints, monkeypatch):
-    # On CUDA, YOLOX's eval tool reads these only after its set-up and exits 0 on a failure; the
-    # exp checks them when the tool merges its opts, from the tool's parsed command line.
-    import argparse
+def test_yolox_onnx_export_tool_points_to_ours(tmp_path):
+    # YOLOX 0.3.0's export_onnx calls torch.onnx._export: gone from current torch (a traceback, exit 0).
+    if hasattr(torch.onnx, "_export"):
+        pytest.skip("this torch still has torch.onnx._export")
+    code, lines = _run(["yolox.tools.export_onnx", "-f", str(EXP), "-c", str(tmp_path / "x.pth")], tmp_path)
+    assert code == 1 and len(lines) <= 2, (code, lines)  # YOLOX's tool logs its arguments first
+    assert lines[-1] == (f"YOLOX 0.3.0's export_onnx calls torch.onnx._export, which torch {torch.__version__} "
+                         f"lacks; run python -m yolox_attn.tools.export_onnx with the same arguments")
+
+
+@pytest.mark.parametrize("tool, what", [("eval", "evaluation"), ("export_torchscript", "export")])
+def test_yolox_tools_check_checkpoint_and_dataset_first(tmp_path, tiny_shapes, checkpoints, monkeypatch, tool, what):
+    # YOLOX's eval (on CUDA) and TorchScript export read these only after their set-up and exit 0
+    # on a failure; the exp checks them when the tool merges its opts, parsing the tool's command
+    # line with the tool's own parser.
+    import importlib
     import types
 
     from yolox.exp import get_exp
-
-    from yolox_attn.preflight import UsageError
 
     data, opts = tiny_shapes
     good = tmp_path / "good.pth"
     torch.save({"model": get_exp(str(EXP), None).get_model().state_dict()}, good)
     with_numpy = tmp_path / "with_numpy.pth"  # as YOLOX's own trainer saves best_ap
     torch.save({"model": torch.load(good)["model"], "best_ap": np.float64(0.25)}, with_numpy)
-    tool = types.ModuleType("__main__")
-    tool.__spec__ = types.SimpleNamespace(name="yolox.tools.eval")
-    monkeypatch.setitem(sys.modules, "__main__", tool)
+    module = types.ModuleType("__main__")
+    module.__spec__ = types.SimpleNamespace(name=f"yolox.tools.{tool}")
+    module.make_parser = importlib.import_module(f"yolox.tools.{tool}").make_parser
+    monkeypatch.setitem(sys.modules, "__main__", module)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
 
-    def merge(ckpt, data_dir, **flags):
-        tool.args = argparse.Namespace(**{"ckpt": ckpt, "experiment_name": None, "speed": False, "trt": False,
-                                          "test": False, **flags})
-        get_exp(str(EXP), None).merge([*opts, "data_dir", str(data_dir)])
+    def run(data_dir, *flags):
+        tool_opts = [*opts, "data_dir", str(data_dir)]
+        monkeypatch.setattr(sys, "argv", [f"{tool}.py", "-f", str(EXP), *flags, *tool_opts])
+        get_exp(str(EXP), None).merge(tool_opts)
 
-    merge(str(good), data)  # nothing to complain about
-    merge(None, data, speed=True)  # --speed reads no checkpoint
+    run(data, "-c", str(good))  # nothing to complain about
     cases = [
-        ((str(tmp_path / "missing.pth"), data), [f"'{tmp_path / 'missing.pth'}' does not exist"]),
-        ((str(checkpoints / "wrong_size.pth"), data), ["wrong_size.pth", "does not fit this model"]),
-        ((str(checkpoints / "corrupt.pth"), data), ["corrupt.pth", "cannot be read"]),
-        ((str(good), tmp_path / "nowhere"), ["dataset not found", "instances_val2017.json"]),
-        ((None, data), ["best_ckpt.pth' does not exist"]),  # the tool's default checkpoint
-        ((str(with_numpy), data), ["with_numpy.pth", "numpy", "yolox_attn.tools.eval"]),
+        ((data, "-c", str(tmp_path / "missing.pth")), [f"'{tmp_path / 'missing.pth'}' does not exist"]),
+        ((data, "-c", str(checkpoints / "wrong_size.pth")), ["wrong_size.pth", "does not fit this model"]),
+        ((data, "-c", str(checkpoints / "corrupt.pth")), ["corrupt.pth", "cannot be read"]),
+        ((data,), ["yolox_nano_cam_shapes/best_ckpt.pth' does not exist"]),  # the tool's default
+        ((data, "-c", str(with_numpy)), ["with_numpy.pth", "numpy", f"python -m yolox_attn.tools.{tool}"]),
     ]
+    if tool == "eval":
+        run(data, "--speed")  # reads no checkpoint
+        cases.append(((tmp_path / "nowhere", "-c", str(good)), ["dataset not found", "instances_val2017.json"]))
+    else:
+        run(tmp_path / "nowhere", "-c", str(good))  # an export reads no dataset
     for args, needles in cases:
-        with pytest.raises(UsageError) as caught:
-            merge(*args)
-        message = str(caught.value)
-        assert message.startswith("evaluation failed: "), message
+        with pytest.raises(SystemExit) as caught:  # not a ValueError: it passes the tools' logger.catch
+            run(*args)
+        assert not isinstance(caught.value, ValueError)
+        message = caught.value.code
+        assert message.startswith(f"{what} failed: "), message
         for needle in needles:
             assert needle in message, (needle, message)
+
+
+def test_yolox_export_tool_unknown_opts_key_exits_1(tmp_path):
+    # YOLOX's export tools merge opts inside their logger.catch, which catches a ValueError (exit 0).
+    code, lines = _run(["yolox.tools.export_torchscript", "-f", str(EXP), "atention", "cca"], tmp_path)
+    assert code == 1 and len(lines) <= 2, (code, lines)
+    assert lines[-1] == "unknown exp option 'atention'; it is not an attribute of Exp"

@@ -13,7 +13,7 @@ from yolox.exp import Exp
 from .attention import attention_kwargs, attention_names, canonical_name
 from .checkpoint import is_attention_key
 from .neck import LEVELS, AttentionPAFPN, check_levels, check_position
-from .preflight import UsageError, check_yolox_eval_run, require_annotations
+from .preflight import UsageError, check_yolox_tool_run, require_annotations, yolox_tool
 
 
 # What YOLOX's own exps (yolox/exp/default/yolox_<size>.py) set for each size.
@@ -299,8 +299,19 @@ class AttentionExp(Exp):
 
         YOLOX casts a string to the attribute's type, which turns "(320,320)" into a tuple of
         characters; tuples, lists and dicts are parsed as Python literals here instead. Errors
-        are ``UsageError``s: a ValueError, and a one-line exit on YOLOX's command line.
+        are ``UsageError``s: a ValueError, and a one-line exit on YOLOX's command line. Run by
+        one of YOLOX's tools, it also checks what that tool is about to read (``check_yolox_tool_run``).
         """
+        try:
+            self._merge_opts(cfg_list)
+            check_yolox_tool_run(self)
+        except UsageError as err:
+            if yolox_tool() is None:
+                raise
+            # YOLOX's export tools merge inside their logger.catch, which would catch a ValueError
+            raise SystemExit(err.code) from None
+
+    def _merge_opts(self, cfg_list):
         if len(cfg_list) % 2:
             raise UsageError(f"opts must be key value pairs, got {cfg_list!r}")
         old_attention = self.attention
@@ -333,7 +344,6 @@ class AttentionExp(Exp):
                 rest += [key, value]
         super().merge(rest)
         self._name_after_attention(old_attention)
-        check_yolox_eval_run(self)
 
     def _name_after_attention(self, old: str) -> None:
         """After ``opts`` changed the attention, rename ``exp_name`` where it names the old one

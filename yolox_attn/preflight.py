@@ -66,34 +66,48 @@ def require_annotations(data_dir: str, json_file: str) -> str:
     return path
 
 
-def check_yolox_eval_run(exp) -> None:
-    """Where YOLOX's own eval tool (``python -m yolox.tools.eval``) runs ``exp``: what it would fail
-    on, checked when it merges the exp's opts, as a one-line ``UsageError``.
+# YOLOX's tools that merge an exp's opts (so an exp can check their run), and what each does
+_YOLOX_TOOLS = {"yolox.tools.eval": "evaluation", "yolox.tools.export_onnx": "export",
+                "yolox.tools.export_torchscript": "export"}
 
-    On the CPU it stops at a bare ``assert num_gpu <= torch.cuda.device_count()``; on CUDA a
-    missing or mismatched checkpoint or dataset ends in a traceback and exit 0 (``logger.catch``).
-    Its parsed command line is the module global ``args`` of ``__main__`` by then.
+
+def yolox_tool() -> Optional[str]:
+    """The module name of YOLOX's tool running as ``__main__`` (``yolox.tools.train``, ...), if one is."""
+    name = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
+    return name if isinstance(name, str) and name.startswith("yolox.tools.") else None
+
+
+def check_yolox_tool_run(exp) -> None:
+    """Where one of YOLOX's own tools runs ``exp``: what it would fail on, checked when it merges
+    the exp's opts, as a one-line ``UsageError`` (a one-line exit 1).
+
+    YOLOX's eval tool stops on a CPU at a bare ``assert num_gpu <= torch.cuda.device_count()``;
+    its ``export_onnx`` calls ``torch.onnx._export``, which current torch lacks. These point to
+    this package's tool of the same name and flags. Otherwise the checkpoint (and for eval the
+    dataset) is checked here: these tools read it after their set-up and end in a traceback and
+    exit 0 (``logger.catch``). Their command line is parsed again with the tool's own parser.
     """
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if getattr(spec, "name", None) != "yolox.tools.eval":
+    tool = yolox_tool()
+    if tool not in _YOLOX_TOOLS:
         return
-    if not torch.cuda.is_available():
-        raise UsageError("YOLOX's eval tool needs a CUDA GPU and this machine has none; on the CPU run "
-                         "python -m yolox_attn.tools.eval with the same arguments")
-    args = getattr(main, "args", None)
-    if args is None:
-        return
+    ours = f"python -m yolox_attn.{tool.split('.', 1)[1]} with the same arguments"
+    if tool == "yolox.tools.eval" and not torch.cuda.is_available():
+        raise UsageError(f"YOLOX's eval tool needs a CUDA GPU and this machine has none; on the CPU run {ours}")
+    if tool == "yolox.tools.export_onnx" and not hasattr(torch.onnx, "_export"):
+        raise UsageError(f"YOLOX 0.3.0's export_onnx calls torch.onnx._export, which torch {torch.__version__} "
+                         f"lacks; run {ours}")
+    args = sys.modules["__main__"].make_parser().parse_args()
     try:
-        if not (args.speed or args.trt):
+        if not (getattr(args, "speed", False) or getattr(args, "trt", False)):
             name = args.experiment_name or exp.exp_name
             ckpt = args.ckpt or os.path.join(exp.output_dir, name, "best_ckpt.pth")
             check_weights(exp.get_model(), model_state(load_checkpoint(ckpt), ckpt), ckpt)
-            try:  # what YOLOX's tool itself does: torch.load's default, weights only, no numpy
+            try:  # what YOLOX's tools do: torch.load's default, weights only, no numpy
                 torch.load(ckpt, map_location="cpu")
             except pickle.UnpicklingError:
-                raise ValueError(f"YOLOX's eval tool cannot load {ckpt!r}: it holds numpy values, which torch.load "
-                                 f"refuses by default since torch 2.6; python -m yolox_attn.tools.eval loads it") from None
-        require_annotations(exp.data_dir, exp.test_ann if args.test else exp.val_ann)
+                raise ValueError(f"YOLOX's tool cannot load {ckpt!r}: it holds numpy values, which torch.load "
+                                 f"refuses by default since torch 2.6; run {ours}, which loads it") from None
+        if tool == "yolox.tools.eval":
+            require_annotations(exp.data_dir, exp.test_ann if args.test else exp.val_ann)
     except (ValueError, OSError) as err:
-        raise UsageError(f"evaluation failed: {err}") from None
+        raise UsageError(f"{_YOLOX_TOOLS[tool]} failed: {err}") from None
