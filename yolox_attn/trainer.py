@@ -49,6 +49,11 @@ class AttentionTrainer(Trainer):
         self.finish_records()
 
     def failure(self, err: Exception, where: str) -> SystemExit:
+        # DataLoader workers may still be printing (OpenCV's warnings on missing images): stop
+        # them first, so that the message is the last line. Both prefetchers keep iter(loader).
+        shutdown = getattr(getattr(getattr(self, "prefetcher", None), "loader", None), "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
         hint = " (out of memory: lower -b or input_size)" if isinstance(err, torch.OutOfMemoryError) else ""
         log = os.path.join(self.file_name, "train_log.txt")
         return user_exit("training", err, f"{where}: {error_line(err)}{hint}; traceback in {log}")
