@@ -47,8 +47,9 @@ def error_line(err: BaseException) -> str:
     An error re-raised from a DataLoader worker carries the worker's traceback in its message;
     the last line of that names the real error.
     """
-    lines = str(err).strip().splitlines()
-    if "Original Traceback" in str(err):
+    text = str(err)
+    lines = text.strip().splitlines()
+    if "Original Traceback" in text:
         return lines[-1]
     return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
