@@ -14,6 +14,7 @@ from .attention import attention_kwargs, attention_names, canonical_name
 from .checkpoint import is_attention_key
 from .neck import LEVELS, AttentionPAFPN, check_levels, check_position
 from .preflight import UsageError, check_yolox_tool_run, require_annotations, yolox_tool
+from .seeding import WorkerSeeder, order_seed, seed_all
 
 
 # What YOLOX's own exps (yolox/exp/default/yolox_<size>.py) set for each size.
@@ -109,6 +110,10 @@ class AttentionExp(Exp):
         attention_stats_interval: every this many iterations the trainer records the
             attention's scalars, gradient norms and activation sizes in ``metrics.jsonl``
             (0: never).
+        data_seed: seeds data order and augmentations (DataLoader workers included); None (the
+            default) takes ``seed``. With both None, YOLOX's random seeding is kept.
+        finetune_schedule: the exp options of this exp's fine-tuning schedule, which the
+            ablation tool applies to runs that continue from a checkpoint (``{}``: the exp's own).
     """
 
     def __init__(self):
@@ -122,7 +127,10 @@ class AttentionExp(Exp):
         self.optimizer_type = "sgd"
         self.attention_lr_mult = 1.0
         self.attention_stats_interval = 0
+        self.data_seed = None
+        self.finetune_schedule = {}
         self.data_dir = default_data_dir()
+        self.data_start_epoch = 0  # set by the trainers before the loader starts (resumed runs)
         self.last_eval = (0.0, 0.0)
 
     def use_yolox_size(self, size: str) -> None:
@@ -179,6 +187,7 @@ class AttentionExp(Exp):
                 attention_levels=self.attention_levels,
                 identity_init=self.attention_identity_init,
                 position=self.attention_position,
+                attention_seed=self.seed,
             )
             head = Float32DecodeHead(
                 self.num_classes, self.width, in_channels=in_channels, act=self.act, depthwise=self.depthwise
@@ -254,11 +263,28 @@ class AttentionExp(Exp):
             dist.broadcast(size, 0)
         return int(size[0].item()), int(size[1].item())
 
+    def data_rng_seed(self):
+        """The seed of data order and augmentations: ``data_seed``, else ``seed`` (None: unseeded)."""
+        seed = self.seed if self.data_seed is None else self.data_seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed and data_seed must be integers >= 0 or None, got {seed!r}")
+        return seed
+
     def get_data_loader(self, batch_size, is_distributed, no_aug=False, cache_img=False):
         require_annotations(self.data_dir, self.train_ann)  # YOLOX's own error ends in an unrelated one
         loader = super().get_data_loader(batch_size, is_distributed, no_aug, cache_img)
         if not torch.cuda.is_available():
             loader.pin_memory = False  # pinning needs CUDA; YOLOX always asks for it
+        seed = self.data_rng_seed()
+        if seed is not None:
+            # YOLOX seeds its workers from uuid: replace that, and the sampler's seed, so that a
+            # run's data follows its seed (and a resumed run does not replay its first epoch's).
+            rank = dist.get_rank() if is_distributed else 0
+            seeder = WorkerSeeder(seed, rank, self.data_start_epoch)
+            loader.batch_sampler.sampler._seed = order_seed(seed, self.data_start_epoch)
+            loader.worker_init_fn = seeder
+            if loader.num_workers == 0:  # augmentations run in this process
+                seed_all(seeder.seed_for("main"))
         return loader
 
     def get_eval_loader(self, batch_size, is_distributed, testdev=False, legacy=False):
@@ -343,6 +369,10 @@ class AttentionExp(Exp):
             else:
                 rest += [key, value]
         super().merge(rest)
+        try:
+            self.data_rng_seed()
+        except ValueError as err:
+            raise UsageError(str(err)) from None
         self._name_after_attention(old_attention)
 
     def _name_after_attention(self, old: str) -> None:

@@ -1,5 +1,6 @@
 """YOLOX's PAFPN with attention on the backbone features it consumes."""
 
+import contextlib
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -7,6 +8,7 @@ from torch import nn
 from yolox.models import YOLOPAFPN
 
 from .attention import ResidualGate, build_attention, canonical_name
+from .seeding import own_generator
 
 LEVELS: Tuple[str, ...] = ("dark3", "dark4", "dark5")
 # Where the attention goes: on the backbone outputs the PAFPN consumes, on the PAFPN's outputs
@@ -73,6 +75,7 @@ class AttentionPAFPN(YOLOPAFPN):
         attention_levels: Sequence[str] = LEVELS,
         identity_init: bool = True,
         position: str = "backbone",
+        attention_seed: Optional[int] = None,
     ):
         super().__init__(depth, width, in_features, list(in_channels), depthwise, act)
         self.attention_name = canonical_name(attention)
@@ -89,8 +92,9 @@ class AttentionPAFPN(YOLOPAFPN):
                 }
             )
 
-        self.attention = modules(position in ("backbone", "both"))
-        self.neck_attention = modules(position in ("neck", "both"))
+        with own_generator(attention_seed, "attention") if attention_seed is not None else contextlib.nullcontext():
+            self.attention = modules(position in ("backbone", "both"))
+            self.neck_attention = modules(position in ("neck", "both"))
         self.backbone.register_forward_hook(self._attend)
 
     def forward(self, input):

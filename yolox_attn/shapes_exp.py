@@ -38,3 +38,6 @@ class NanoShapesExp(AttentionExp):
         self.data_num_workers = 1
         self.save_history_ckpt = False
         self.attention_lr_mult = {"cca": 0.1}
+        # continuing from a checkpoint of this schedule (the ablation's fine-tuning protocol)
+        self.finetune_schedule = {"max_epoch": 4, "warmup_epochs": 0, "no_aug_epochs": 1,
+                                  "basic_lr_per_img": 0.01 / 64, "eval_interval": 1}

@@ -7,7 +7,7 @@ import torch
 from loguru import logger
 from torch.nn.parallel import DistributedDataParallel as DDP
 from yolox.core import Trainer
-from yolox.utils import ModelEMA, get_model_info
+from yolox.utils import ModelEMA, get_model_info, get_world_size
 
 from .checkpoint import (check_pretrained, check_weights, load_checkpoint, load_pretrained, load_weights,
                          model_state)
@@ -97,12 +97,28 @@ class AttentionTrainer(Trainer):
         self.clock_start = time.time()
         interval = getattr(self.exp, "attention_stats_interval", 0)
         self.monitor = AttentionMonitor(self.model, self.optimizer) if interval > 0 and self.rank == 0 else None
+        self.write_record("start", **self.run_conditions())
+
+    def run_conditions(self) -> dict:
+        """What decides this run's numbers besides the exp: seeds, checkpoint, device, threads."""
+        seed = self.exp.seed
+        data_seed = self.exp.data_rng_seed() if hasattr(self.exp, "data_rng_seed") else None
+        return {"seed": seed, "data_seed": data_seed, "start_epoch": self.start_epoch,
+                "checkpoint": self._ckpt_file(), "resume": bool(self.args.resume),
+                "device": str(self.device), "threads": torch.get_num_threads(),
+                "world_size": get_world_size(), "data_workers": self.exp.data_num_workers,
+                "seeded": {
+                    "base weights": "torch's global generator, seeded by YOLOX's train tool" if seed is not None
+                    else "unseeded",
+                    "attention weights": "own generator from seed" if seed is not None else "unseeded",
+                    "data order and augmentations": "sampler and workers from (data seed, rank, worker, "
+                    "start epoch)" if data_seed is not None else "unseeded (YOLOX's uuid worker seeds)"}}
 
     def write_record(self, event: str, **fields) -> None:
         if self.rank == 0:
             seconds = {"wall_seconds": round(self.wall_offset + time.time() - self.clock_start, 3),
                        "train_seconds": round(self.train_seconds, 3)}
-            append_jsonl(self.metrics_path, {"event": event, "epoch": self.epoch + 1, **seconds, **fields})
+            append_jsonl(self.metrics_path, {"event": event, "epoch": getattr(self, "epoch", self.start_epoch) + 1, **seconds, **fields})
 
     def before_iter(self):
         super().before_iter()
@@ -112,10 +128,11 @@ class AttentionTrainer(Trainer):
 
     def after_iter(self):
         self.train_seconds += time.time() - self.iter_start
+        # read before YOLOX's after_iter, which clears the meters every print_interval
+        self.last_losses = {k: float(v.latest) for k, v in self.meter.get_filtered_meter("loss").items()}
         if self.monitor is not None and self.monitor.armed:
-            losses = {k: float(v.latest) for k, v in self.meter.get_filtered_meter("loss").items()}
             self.write_record("stats", iter=self.progress_in_iter + 1, lr=float(self.meter["lr"].latest),
-                              loss=losses, **self.monitor.collect())
+                              loss=self.last_losses, **self.monitor.collect())
         super().after_iter()
 
     def finish_records(self) -> None:
@@ -125,6 +142,11 @@ class AttentionTrainer(Trainer):
                           scalars=attention_scalars(self.model))
 
     def resume_train(self, model):
+        model = self._resume_train(model)
+        self.exp.data_start_epoch = self.start_epoch  # the data loader, built next, seeds from it
+        return model
+
+    def _resume_train(self, model):
         if self.args.resume:
             ckpt_file = self._ckpt_file()
             logger.info(f"resume training from {ckpt_file}")
@@ -148,7 +170,8 @@ class AttentionTrainer(Trainer):
     def evaluate_and_save_model(self):
         super().evaluate_and_save_model()
         ap, ap50 = self.exp.last_eval
-        self.write_record("eval", ap=float(ap), ap50=float(ap50))
+        # with the last iteration's losses: a reproduced run has the same
+        self.write_record("eval", ap=float(ap), ap50=float(ap50), loss=getattr(self, "last_losses", {}))
         # COCOeval returns numpy floats; keep checkpoints loadable with weights_only=True.
         self.best_ap = float(self.best_ap)
 
