@@ -65,10 +65,12 @@ def test_derived_seeds_are_distinct_per_key_and_checked():
             derive_seed(bad)
 
 
-@pytest.mark.parametrize("key, value", [("seed", "-3"), ("data_seed", "abc"), ("data_seed", "1.5")])
-def test_bad_seed_options_are_refused_when_merged(key, value):
-    with pytest.raises(ValueError, match="seed and data_seed must be integers >= 0 or None"):
+@pytest.mark.parametrize("key, value", [("seed", "-3"), ("data_seed", "'abc'"), ("data_seed", "1.5")])
+def test_bad_seeds_are_refused_when_merged_and_when_the_model_is_built(key, value):
+    with pytest.raises(ValueError, match=f"^{key} must be an integer >= 0 or None, got {value}$"):
         small_exp("none").merge([key, value])
+    with pytest.raises(ValueError, match=f"^{key} must be an integer >= 0 or None"):
+        small_exp("none", **{key: eval(value)}).get_model()
 
 
 def test_seeded_loader_repeats_its_batches_and_follows_data_seed(tmp_path):

@@ -3,7 +3,7 @@
 import ast
 import os
 import random
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -154,6 +154,7 @@ class AttentionExp(Exp):
         check_levels(self.attention_levels)
         self.attention_lr_factor()
         check_position(self.attention_position)
+        self.data_rng_seed()
         if not isinstance(self.attention_identity_init, bool):
             raise ValueError(f"attention_identity_init must be True or False, got {self.attention_identity_init!r}")
 
@@ -263,12 +264,13 @@ class AttentionExp(Exp):
             dist.broadcast(size, 0)
         return int(size[0].item()), int(size[1].item())
 
-    def data_rng_seed(self):
+    def data_rng_seed(self) -> Optional[int]:
         """The seed of data order and augmentations: ``data_seed``, else ``seed`` (None: unseeded)."""
-        seed = self.seed if self.data_seed is None else self.data_seed
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"seed and data_seed must be integers >= 0 or None, got {seed!r}")
-        return seed
+        for key in ("seed", "data_seed"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"{key} must be an integer >= 0 or None, got {value!r}")
+        return self.seed if self.data_seed is None else self.data_seed
 
     def get_data_loader(self, batch_size, is_distributed, no_aug=False, cache_img=False):
         require_annotations(self.data_dir, self.train_ann)  # YOLOX's own error ends in an unrelated one

@@ -38,6 +38,7 @@ class NanoShapesExp(AttentionExp):
         self.data_num_workers = 1
         self.save_history_ckpt = False
         self.attention_lr_mult = {"cca": 0.1}
-        # continuing from a checkpoint of this schedule (the ablation's fine-tuning protocol)
+        # continuing from a checkpoint of this schedule (the ablation's fine-tuning protocol):
+        # YOLOX's own per-image rate, at which CCA needs no reduction
         self.finetune_schedule = {"max_epoch": 4, "warmup_epochs": 0, "no_aug_epochs": 1,
-                                  "basic_lr_per_img": 0.01 / 64, "eval_interval": 1}
+                                  "basic_lr_per_img": 0.01 / 64, "attention_lr_mult": 1.0, "eval_interval": 1}

@@ -101,8 +101,7 @@ class AttentionTrainer(Trainer):
 
     def run_conditions(self) -> dict:
         """What decides this run's numbers besides the exp: seeds, checkpoint, device, threads."""
-        seed = self.exp.seed
-        data_seed = self.exp.data_rng_seed() if hasattr(self.exp, "data_rng_seed") else None
+        seed, data_seed = self.exp.seed, self.exp.data_rng_seed()
         return {"seed": seed, "data_seed": data_seed, "start_epoch": self.start_epoch,
                 "checkpoint": self._ckpt_file(), "resume": bool(self.args.resume),
                 "device": str(self.device), "threads": torch.get_num_threads(),
@@ -118,7 +117,8 @@ class AttentionTrainer(Trainer):
         if self.rank == 0:
             seconds = {"wall_seconds": round(self.wall_offset + time.time() - self.clock_start, 3),
                        "train_seconds": round(self.train_seconds, 3)}
-            append_jsonl(self.metrics_path, {"event": event, "epoch": getattr(self, "epoch", self.start_epoch) + 1, **seconds, **fields})
+            epoch = getattr(self, "epoch", self.start_epoch) + 1  # YOLOX sets epoch when the first one starts
+            append_jsonl(self.metrics_path, {"event": event, "epoch": epoch, **seconds, **fields})
 
     def before_iter(self):
         super().before_iter()
@@ -142,11 +142,6 @@ class AttentionTrainer(Trainer):
                           scalars=attention_scalars(self.model))
 
     def resume_train(self, model):
-        model = self._resume_train(model)
-        self.exp.data_start_epoch = self.start_epoch  # the data loader, built next, seeds from it
-        return model
-
-    def _resume_train(self, model):
         if self.args.resume:
             ckpt_file = self._ckpt_file()
             logger.info(f"resume training from {ckpt_file}")
@@ -165,6 +160,7 @@ class AttentionTrainer(Trainer):
                 ckpt = self._load(self.args.ckpt)
                 load_pretrained(model, model_state(ckpt, self.args.ckpt))
             self.start_epoch = 0
+        self.exp.data_start_epoch = self.start_epoch  # the data loader, built next, seeds from it
         return model
 
     def evaluate_and_save_model(self):
