@@ -22,7 +22,7 @@ from yolox_attn.attention_maps import (
     normalize_map,
 )
 from yolox_attn.tools import demo
-from yolox_attn.tools.make_shapes import CLASS_NAMES, render_image
+from yolox_attn.data.shapes import CLASS_NAMES, render_image
 
 SHAPES_EXP = EXPS_DIR / "example" / "yolox_nano_cam_shapes.py"
 LEVELS = ["dark3", "dark4", "dark5"]

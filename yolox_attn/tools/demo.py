@@ -57,7 +57,7 @@ from ..attention_maps import AttentionMap, AttentionRecorder, normalize_map
 from ..checkpoint import load_checkpoint, load_weights, model_state
 from ..preflight import user_exit
 from .eval import pick_device
-from .make_shapes import CLASS_NAMES
+from ..data.shapes import CLASS_NAMES
 
 IMAGE_EXT = (".jpg", ".jpeg", ".webp", ".bmp", ".png")
 _VIS_COLOURS = 80  # yolox.utils.visualize._COLORS has one colour per COCO class
