@@ -50,12 +50,11 @@ from loguru import logger
 from torch import nn
 from yolox.data.data_augment import ValTransform
 from yolox.data.datasets import COCO_CLASSES
-from yolox.exp import get_exp
 from yolox.utils import fuse_model, get_model_info, postprocess, vis
 
 from ..attention_maps import AttentionMap, AttentionRecorder, normalize_map
 from ..checkpoint import load_checkpoint, load_weights, model_state
-from ..preflight import user_exit
+from ..preflight import load_exp, user_exit
 from .eval import pick_device
 from ..data.shapes import CLASS_NAMES
 
@@ -485,9 +484,7 @@ def main(exp, args) -> List[ImageResult]:
 def run(argv: Optional[Sequence[str]] = None) -> List[ImageResult]:
     """Command-line entry: parse ``argv``, load the exp, merge opts and run ``main``."""
     args = make_parser().parse_intermixed_args(argv)
-    if args.exp_file is None and args.name is None:
-        raise SystemExit("give an exp file with -f (or a YOLOX model name with -n)")
-    exp = get_exp(args.exp_file, args.name)
+    exp = load_exp(args.exp_file, args.name)
     if args.opts:
         exp.merge(args.opts)
     return main(exp, args)
