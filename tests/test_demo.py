@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from conftest import EXPS_DIR, load_exp
 
 from yolox_attn.attention import ACmix, CoordAtt, CrissCrossAttention, ResidualGate
-from yolox_attn.attention_maps import (
+from yolox_attn.visualize import figure, image_demo, predictor
+from yolox_attn.visualize.attention_maps import (
     AttentionMap,
     AttentionRecorder,
     acmix_map,
@@ -108,41 +109,41 @@ def test_class_names_precedence(tmp_path):
     cats = [{"id": 7, "name": "b"}, {"id": 2, "name": "a"}, {"id": 9, "name": "d"}, {"id": 8, "name": "c"}]
     (tmp_path / "annotations" / exp.val_ann).write_text(json.dumps({"categories": cats}))
     exp.data_dir = str(tmp_path)
-    assert demo.class_names_for(exp)[0] == ["a", "b", "c", "d"]  # by id, as COCODataset labels
+    assert predictor.class_names_for(exp)[0] == ["a", "b", "c", "d"]  # by id, as COCODataset labels
     exp.num_classes = 3  # the json no longer fits
-    assert demo.class_names_for(exp)[0] == ["class0", "class1", "class2"]
+    assert predictor.class_names_for(exp)[0] == ["class0", "class1", "class2"]
     exp.data_dir = str(tmp_path / "missing")
     exp.num_classes = 4
-    assert demo.class_names_for(exp)[0] == list(CLASS_NAMES)
+    assert predictor.class_names_for(exp)[0] == list(CLASS_NAMES)
     exp.num_classes = 80
-    assert demo.class_names_for(exp)[0][0] == "person"
+    assert predictor.class_names_for(exp)[0][0] == "person"
 
 
 def test_query_point_and_grid_pixel():
     info = {"width": 130, "height": 97, "ratio": 128 / 130}
-    assert demo.query_point(None, info, None) == ((64.5, 48.0), "image centre")
-    assert demo.query_point(None, info, (500.0, -3.0))[0] == (129.0, 0.0)  # clamped into the image
+    assert image_demo.query_point(None, info, None) == ((64.5, 48.0), "image centre")
+    assert image_demo.query_point(None, info, (500.0, -3.0))[0] == (129.0, 0.0)  # clamped into the image
     det = torch.tensor([[0, 0, 10, 10, 0.9, 0.5, 1], [20, 30, 40, 50, 0.9, 0.9, 2.0]])
-    point, origin = demo.query_point(det, info, None)
+    point, origin = image_demo.query_point(det, info, None)
     assert origin == "top detection" and point == pytest.approx((30 / info["ratio"], 40 / info["ratio"]))
     # A barely trained model's boxes can be inf on both sides (NaN centre) or NaN: clipped first.
     inf = float("inf")
     det = torch.tensor([[-inf, 20.0, inf, 40.0, 0.9, 0.9, 0], [0, 0, 10, 10, 0.1, 0.1, 1]])
-    point, origin = demo.query_point(det, info, None)
+    point, origin = image_demo.query_point(det, info, None)
     assert origin == "top detection" and point == (64.5, pytest.approx(30 / info["ratio"]))
     det[0, :4] = float("nan")
-    assert demo.query_point(det, info, None)[0] == (0.0, 0.0)
+    assert image_demo.query_point(det, info, None)[0] == (0.0, 0.0)
     # Letterbox: the image fills the top 95 rows of 128; grid 4x4 (stride 32).
-    assert demo.grid_pixel((129.0, 96.0), info, (128, 128), (4, 4)) == (2, 3)
+    assert image_demo.grid_pixel((129.0, 96.0), info, (128, 128), (4, 4)) == (2, 3)
 
 
 def test_visual_draws_huge_boxes_and_classes_past_80():
     exp = SimpleNamespace(num_classes=90, test_conf=0.3, nmsthre=0.45, test_size=(64, 64))
-    predictor = demo.Predictor(torch.nn.Identity(), exp, [f"c{i}" for i in range(90)], torch.device("cpu"))
+    pred = predictor.Predictor(torch.nn.Identity(), exp, [f"c{i}" for i in range(90)], torch.device("cpu"))
     img = np.full((33, 47, 3), 100, np.uint8)
     info = {"raw_img": img, "ratio": 64 / 47, "height": 33, "width": 47}
     out = torch.tensor([[-1e12, 2.0, 1e12, 20.0, 0.9, 0.9, 85.0], [1.0, 1.0, 9.0, 9.0, 0.8, 0.9, 3.0]])
-    drawn = predictor.visual(out, info, 0.3)
+    drawn = pred.visual(out, info, 0.3)
     assert drawn.shape == img.shape and (drawn != 100).any()
     assert (img == 100).all()  # the input image is left untouched
 
@@ -250,7 +251,7 @@ def test_demo_fails_when_a_picture_cannot_be_written(tmp_path, monkeypatch):
     _write_images(images)
     ckpt = tmp_path / "ckpt.pth"
     _gated_checkpoint("ca", ckpt)
-    monkeypatch.setattr(demo.cv2, "imwrite", lambda path, img: False)  # what OpenCV does on failure
+    monkeypatch.setattr(cv2, "imwrite", lambda path, img: False)  # what OpenCV does on failure
     with pytest.raises(SystemExit, match="could not write .*img0.jpg"):
         demo.run(_demo_argv(tmp_path, ckpt, images))
 
@@ -261,8 +262,8 @@ def test_attention_panels_have_a_labelled_colour_scale():
     heat = np.tile(np.linspace(0, 1, w, dtype=np.float32), (h, 1))
     described = {"dark3": AttentionMap(torch.zeros(1, 4, 4), "ca a_h*a_w")}
     point = (0.0, 0.0)
-    plain = demo.attention_figure(img.copy(), img, {"dark3": heat}, described, point, 0)
-    scaled = demo.attention_figure(img.copy(), img, {"dark3": heat}, described, point, 0, {"dark3": (0.25, 0.75)})
+    plain = figure.attention_figure(img.copy(), img, {"dark3": heat}, described, point, 0)
+    scaled = figure.attention_figure(img.copy(), img, {"dark3": heat}, described, point, 0, {"dark3": (0.25, 0.75)})
     bar = scaled[:, 2 * w - 6]  # a column inside the bar at the heat panel's right edge
     top, bottom = bar[h // 4 + 1].astype(int), bar[h - 13].astype(int)
     assert top[2] > 100 and top[0] < 60  # red (BGR) at the top: the map's maximum
@@ -278,3 +279,10 @@ def test_own_flags_take_both_spellings():
     underscore = parser.parse_intermixed_args(["image", "--output_dir", "o", "--attention_maps", "--attn_pixel", "3,4"])
     assert vars(hyphen) == vars(underscore)
     assert (hyphen.output_dir, hyphen.attention_maps, hyphen.attn_pixel) == ("o", True, "3,4")
+
+
+def test_old_import_paths_give_the_library_names():
+    # The demo tool held these before they moved to yolox_attn.visualize.
+    for name, module in [("Predictor", predictor), ("class_names_for", predictor), ("query_point", image_demo),
+                         ("grid_pixel", image_demo), ("attention_modules", image_demo)]:
+        assert getattr(demo, name) is getattr(module, name), name

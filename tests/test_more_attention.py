@@ -351,7 +351,7 @@ def test_official_yolox_weights_load_for_fine_tuning_at_any_position(position):
 
 
 def test_demo_attention_maps_cover_both_positions():
-    from yolox_attn.tools.demo import attention_modules
+    from yolox_attn.visualize.image_demo import attention_modules
 
     model = small_exp("se", attention_position="both", attention_levels=("dark4",)).get_model()
     assert list(attention_modules(model)) == ["dark4", "neck dark4"]

@@ -26,8 +26,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from .attention import ACmix, CoordAtt, CrissCrossAttention, NonLocal2d, ResidualGate
-from .attention.criss_cross import criss_cross_weights
+from ..attention import ACmix, CoordAtt, CrissCrossAttention, NonLocal2d, ResidualGate
+from ..attention.criss_cross import criss_cross_weights
 
 Pixel = Tuple[int, int]  # (row, col) on the feature grid
 
