@@ -273,6 +273,45 @@ def test_attention_panels_have_a_labelled_colour_scale():
     assert changed[:, 1].min() < 2 * w - 20  # ...with its labels left of the bar
 
 
+@pytest.mark.parametrize("low, high, labels", [
+    (0.25, 0.75, ("0.25", "0.75")),
+    (0.2520, 0.2523, ("0.252", "0.2523")),  # 3 digits print both as 0.252
+    (0.99951, 1.0006, ("0.9995", "1.001")),  # just over the flat threshold: 4 digits
+    (-1.5e-6, 2.25e-6, ("-1.5e-06", "2.25e-06")),
+])
+def test_colour_scale_labels_tell_the_ends_apart(low, high, labels):
+    assert figure.scale_labels(low, high) == labels
+
+
+def test_flat_maps_are_not_stretched_and_say_their_value():
+    ramp = torch.linspace(0.0, 1.0, 20).reshape(1, 4, 5)
+    flat = 0.2520 + 2.0e-4 * ramp  # max - min = 7.9e-4 of the max: flat
+    varied = 0.2520 + 3.0e-4 * ramp  # 1.19e-3 of the max: stretched
+    tiny = 1e-9 + 1e-9 * ramp  # far from constant, only small: stretched (the threshold is relative)
+    maps = normalize_map(torch.cat([flat, varied, tiny, torch.zeros(1, 4, 5)]))
+    assert (maps[0] == 0).all() and (maps[3] == 0).all()
+    for m in maps[1:3]:
+        torch.testing.assert_close(m, ramp[0], atol=1e-3, rtol=0)  # float32 rounding of 0.252 + 3e-4
+    assert figure.flat_note(maps[0].numpy(), (0.2520, 0.2522)) == "flat: 0.2521 (max - min = 0.0002)"
+    assert figure.flat_note(maps[3].numpy(), (0.0, 0.0)) == "flat: 0.000 (max - min = 0)"
+    assert figure.flat_note(maps[3].numpy()) == "flat: no spatial variation"
+    assert figure.flat_note(maps[1].numpy(), (0.2520, 0.2523)) == ""
+
+
+def test_a_flat_panel_has_no_colour_scale():
+    h, w = 240, 320
+    img = np.full((h, w, 3), 128, np.uint8)
+    described = {"dark3": AttentionMap(torch.zeros(1, 4, 4), "ca a_h*a_w")}
+    flat = np.zeros((h, w), np.float32)
+    with_range = figure.attention_figure(img.copy(), img, {"dark3": flat}, described, (0.0, 0.0), 0,
+                                         {"dark3": (0.2520, 0.2522)})
+    without_range = figure.attention_figure(img.copy(), img, {"dark3": flat}, described, (0.0, 0.0), 0)
+    # Below the title strip the panel is the plain heat map: one colour, no bar, no labels.
+    body = with_range[h // 4:, w:]
+    assert (body == body[0, 0]).all()
+    np.testing.assert_array_equal(body, without_range[h // 4:, w:])
+
+
 def test_own_flags_take_both_spellings():
     parser = demo.make_parser()
     hyphen = parser.parse_intermixed_args(["image", "--output-dir", "o", "--attention-maps", "--attn-pixel", "3,4"])

@@ -17,13 +17,16 @@ sub-folders of a ``--path`` folder. ``--save_result`` saves them; ``--output-dir
 ``--attention-maps`` also writes ``<stem>_attention.png`` per image: the detections, then one
 panel per attended level (left to right, in the neck's order), each a heat map on the input image
 (min-max scaled over the image region, JET colours, half blended) with a colour scale at its
-right edge whose ends are labelled with the map's minimum and maximum, titled with the level,
-the attention and what the map shows (see ``yolox_attn.visualize.attention_maps``). Where the
-attention sits behind the identity-at-init gate, the title gives the gate value and says that the map is
-the attention's own, before the gate: the output changes by the gate times that. CCA and non-local show the
-weights of one query pixel, marked with a circle: ``--attn-pixel X,Y`` in input-image pixels,
-else the centre of the most confident detection, else the image centre. The PNG is
-``height x (1 + levels) * width`` of the input image; titles are drawn inside the panels.
+right edge whose ends are labelled with the map's minimum and maximum (in as many digits as tell
+them apart), titled with the level, the attention and what the map shows (see
+``yolox_attn.visualize.attention_maps``). A flat map, whose max - min is at most 1e-3 of its
+largest magnitude, is one colour without a scale, its value in the title ("flat: 0.2520 (max -
+min = 2e-05)"). Where the attention sits behind the identity-at-init gate, the title gives the
+gate value and says that the map is the attention's own, before the gate: the output changes by
+the gate times that. CCA and non-local show the weights of one query pixel, marked with a
+circle: ``--attn-pixel X,Y`` in input-image pixels, else the centre of the most confident
+detection, else the image centre. The PNG is ``height x (1 + levels) * width`` of the input
+image; titles are drawn inside the panels.
 
 Class names: the exp's own dataset's, else YOLOX's COCO names or the shapes dataset's by
 ``num_classes`` (``yolox_attn.visualize.predictor.class_names_for``; the log says which).

@@ -30,11 +30,13 @@ from ..attention import ACmix, CoordAtt, CrissCrossAttention, NonLocal2d, Residu
 from ..attention.criss_cross import criss_cross_weights
 
 Pixel = Tuple[int, int]  # (row, col) on the feature grid
+FLAT_RANGE = 1e-3  # relative range below which a map is shown as flat (normalize_map)
 
 __all__ = [
     "AttentionCapture",
     "AttentionMap",
     "AttentionRecorder",
+    "FLAT_RANGE",
     "acmix_map",
     "change_map",
     "coord_attention_map",
@@ -118,12 +120,16 @@ def acmix_map(module: ACmix, x: torch.Tensor, out: Optional[torch.Tensor] = None
 
 
 def normalize_map(m: torch.Tensor) -> torch.Tensor:
-    """Min-max scale each (H, W) map of a (B, H, W) batch to [0, 1]; a constant map becomes 0."""
+    """Min-max scale each (H, W) map of a (B, H, W) batch to [0, 1]; a flat map becomes all 0.
+
+    Flat: max - min at most ``FLAT_RANGE`` times the largest magnitude (a constant map, or 0.2520
+    to 0.2522), where stretching would paint float noise as structure.
+    """
     m = torch.nan_to_num(m.float(), nan=0.0, posinf=0.0, neginf=0.0)
     lo = m.amin(dim=(-2, -1), keepdim=True)
-    span = m.amax(dim=(-2, -1), keepdim=True) - lo
-    # Relative threshold: float noise on a constant map must not be stretched into a pattern.
-    flat = span <= 1e-6 * torch.maximum(lo.abs(), torch.ones_like(lo))
+    hi = m.amax(dim=(-2, -1), keepdim=True)
+    span = hi - lo
+    flat = span <= FLAT_RANGE * torch.maximum(lo.abs(), hi.abs())
     return torch.where(flat, torch.zeros_like(m), (m - lo) / torch.where(flat, torch.ones_like(span), span))
 
 

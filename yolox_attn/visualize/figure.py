@@ -30,6 +30,28 @@ def heat_panel(img: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndar
     return cv2.addWeighted(img, 1.0 - alpha, colours, alpha, 0.0)
 
 
+def scale_labels(*values: float) -> Tuple[str, ...]:
+    """``values`` with 3 significant digits, or as many more (up to 6) as it takes to print no two
+    alike: a colour scale whose ends both read 0.252 tells nothing. A non-flat map's ends (see
+    ``attention_maps.FLAT_RANGE``) differ within 5 digits."""
+    for digits in range(3, 7):
+        labels = tuple(f"{v:.{digits}g}" for v in values)
+        if len(set(labels)) == len(labels):
+            break
+    return labels
+
+
+def flat_note(heat: np.ndarray, value_range: Optional[Tuple[float, float]] = None) -> str:
+    """The title line of a flat map (one ``normalize_map`` left all 0): its value where its range
+    (min, max) is known; '' for any other map."""
+    if heat.any():
+        return ""
+    if value_range is None:
+        return "flat: no spatial variation"
+    low, high = value_range
+    return f"flat: {(low + high) / 2:#.4g} (max - min = {high - low:.1g})"
+
+
 def colour_bar(panel: np.ndarray, low: float, high: float) -> np.ndarray:
     """Draw the JET scale at the panel's right edge, labelled with the map values of its ends; in place.
 
@@ -46,8 +68,7 @@ def colour_bar(panel: np.ndarray, low: float, high: float) -> np.ndarray:
     x0 = w - bar_w - 2
     panel[top:bottom, x0:x0 + bar_w] = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)
     line_h = cv2.getTextSize("Ag", font, scale, 1)[0][1]
-    for value, y in ((high, top + line_h), (low, bottom)):
-        text = f"{value:.3g}"
+    for text, y in zip(scale_labels(high, low), (top + line_h, bottom)):
         tw = cv2.getTextSize(text, font, scale, 1)[0][0]
         org = (max(0, x0 - tw - 3), y)
         cv2.putText(panel, text, org, font, scale, (0, 0, 0), 3, cv2.LINE_AA)  # outline: readable on any colour
@@ -84,7 +105,8 @@ def attention_figure(detections: np.ndarray, img: np.ndarray, maps: Dict[str, np
                      described: Dict[str, AttentionMap], point: ImagePoint, n_dets: int,
                      ranges: Optional[Dict[str, Tuple[float, float]]] = None) -> np.ndarray:
     """[detections | level 1 | level 2 | ...], each panel the input image's size; ``ranges`` (level ->
-    the map's min and max in the image) labels each panel's colour scale."""
+    the map's min and max in the image) labels each panel's colour scale, or gives a flat map's
+    value in its title instead."""
     panels = [put_title(detections.copy(), [f"detections ({n_dets})"])]
     radius = max(2, min(img.shape[:2]) // 40)
     for level, heat in maps.items():
@@ -93,9 +115,10 @@ def attention_figure(detections: np.ndarray, img: np.ndarray, maps: Dict[str, np
         if info.uses_pixel:
             centre = (int(round(point[0])), int(round(point[1])))
             cv2.circle(panel, centre, radius, (255, 255, 255), max(1, radius // 2))
-        # Say so when a map has no spatial variation (e.g. the tiny features of an untrained backbone).
-        flat = "flat: no spatial variation" if not heat.any() else ""
-        if ranges is not None:
+        # A flat map (e.g. from the tiny features of an untrained backbone) is shown as one colour
+        # with its value, not as float noise stretched over the scale.
+        flat = flat_note(heat, None if ranges is None else ranges[level])
+        if ranges is not None and not flat:
             colour_bar(panel, *ranges[level])
         panels.append(put_title(panel, [f"{level}: {info.kind}", info.note, flat]))
     return np.concatenate(panels, axis=1)
