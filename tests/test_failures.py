@@ -95,6 +95,8 @@ def test_train_occupy_on_the_cpu_is_ignored_with_a_warning(tmp_path, tiny_shapes
     code, lines = _train(tmp_path, [*opts, "eval_interval", "5"], "-o")
     assert code == 0 and "Traceback" not in "\n".join(lines), "\n".join(lines[-30:])
     assert any("--occupy" in line and "ignored" in line for line in lines)
+    # and none of YOLOX's known noise (yolox_attn.known_noise): no nvidia-smi complaint, no FutureWarning
+    assert not [line for line in lines if "nvidia-smi" in line or "FutureWarning" in line]
 
 
 @pytest.mark.parametrize("workers", [0, 1])
