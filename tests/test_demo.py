@@ -321,7 +321,13 @@ def test_own_flags_take_both_spellings():
 
 
 def test_old_import_paths_give_the_library_names():
-    # The demo tool held these before they moved to yolox_attn.visualize.
+    # The demo tool held these, and yolox_attn.attention_maps the maps, before the move to yolox_attn.visualize.
     for name, module in [("Predictor", predictor), ("class_names_for", predictor), ("query_point", image_demo),
                          ("grid_pixel", image_demo), ("attention_modules", image_demo)]:
         assert getattr(demo, name) is getattr(module, name), name
+    import yolox_attn.attention_maps as old_maps
+    import yolox_attn.visualize.attention_maps as maps
+
+    assert old_maps.__all__ == maps.__all__
+    for name in maps.__all__:
+        assert getattr(old_maps, name) is getattr(maps, name), name
