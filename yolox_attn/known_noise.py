@@ -17,8 +17,6 @@ import sys
 import warnings
 from typing import Callable, Iterator
 
-from .preflight import yolox_tool
-
 YOLOX_AMP_DEPRECATION = r"`torch\.cuda\.amp\.(GradScaler|autocast)\(args\.\.\.\)` is deprecated"
 
 
@@ -51,6 +49,7 @@ def silence_known_noise() -> None:
     """Install the warning filter, and quiet the train tool's GPU count where nvidia-smi is missing."""
     warnings.filterwarnings("ignore", message=YOLOX_AMP_DEPRECATION, category=FutureWarning, module=r"yolox\.")
     main = sys.modules.get("__main__")
+    tool = getattr(getattr(main, "__spec__", None), "name", None)  # as preflight.yolox_tool, without its imports
     count = getattr(main, "get_num_devices", None)
-    if yolox_tool() == "yolox.tools.train" and callable(count) and shutil.which("nvidia-smi") is None:
+    if tool == "yolox.tools.train" and callable(count) and shutil.which("nvidia-smi") is None:
         main.get_num_devices = without_stderr(count)
