@@ -77,7 +77,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 @pytest.fixture(scope="session")
 def tiny_shapes(tmp_path_factory):
     """A generated COCO-layout shapes dataset (8 train / 4 val images at 128 px) and exp opts for it."""
-    from yolox_attn.tools.make_shapes import make_shapes
+    from yolox_attn.data.shapes import make_shapes
 
     data = tmp_path_factory.mktemp("tiny") / "shapes"
     make_shapes(data, train=8, val=4, size=128, seed=3)

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from conftest import EXPS_DIR, load_exp
 
 from yolox_attn.attention import ACmix, CoordAtt, CrissCrossAttention, ResidualGate
-from yolox_attn.attention_maps import (
+from yolox_attn.visualize import figure, image_demo, predictor
+from yolox_attn.visualize.attention_maps import (
     AttentionMap,
     AttentionRecorder,
     acmix_map,
@@ -22,7 +23,7 @@ from yolox_attn.attention_maps import (
     normalize_map,
 )
 from yolox_attn.tools import demo
-from yolox_attn.tools.make_shapes import CLASS_NAMES, render_image
+from yolox_attn.data.shapes import CLASS_NAMES, render_image
 
 SHAPES_EXP = EXPS_DIR / "example" / "yolox_nano_cam_shapes.py"
 LEVELS = ["dark3", "dark4", "dark5"]
@@ -108,41 +109,41 @@ def test_class_names_precedence(tmp_path):
     cats = [{"id": 7, "name": "b"}, {"id": 2, "name": "a"}, {"id": 9, "name": "d"}, {"id": 8, "name": "c"}]
     (tmp_path / "annotations" / exp.val_ann).write_text(json.dumps({"categories": cats}))
     exp.data_dir = str(tmp_path)
-    assert demo.class_names_for(exp)[0] == ["a", "b", "c", "d"]  # by id, as COCODataset labels
+    assert predictor.class_names_for(exp)[0] == ["a", "b", "c", "d"]  # by id, as COCODataset labels
     exp.num_classes = 3  # the json no longer fits
-    assert demo.class_names_for(exp)[0] == ["class0", "class1", "class2"]
+    assert predictor.class_names_for(exp)[0] == ["class0", "class1", "class2"]
     exp.data_dir = str(tmp_path / "missing")
     exp.num_classes = 4
-    assert demo.class_names_for(exp)[0] == list(CLASS_NAMES)
+    assert predictor.class_names_for(exp)[0] == list(CLASS_NAMES)
     exp.num_classes = 80
-    assert demo.class_names_for(exp)[0][0] == "person"
+    assert predictor.class_names_for(exp)[0][0] == "person"
 
 
 def test_query_point_and_grid_pixel():
     info = {"width": 130, "height": 97, "ratio": 128 / 130}
-    assert demo.query_point(None, info, None) == ((64.5, 48.0), "image centre")
-    assert demo.query_point(None, info, (500.0, -3.0))[0] == (129.0, 0.0)  # clamped into the image
+    assert image_demo.query_point(None, info, None) == ((64.5, 48.0), "image centre")
+    assert image_demo.query_point(None, info, (500.0, -3.0))[0] == (129.0, 0.0)  # clamped into the image
     det = torch.tensor([[0, 0, 10, 10, 0.9, 0.5, 1], [20, 30, 40, 50, 0.9, 0.9, 2.0]])
-    point, origin = demo.query_point(det, info, None)
+    point, origin = image_demo.query_point(det, info, None)
     assert origin == "top detection" and point == pytest.approx((30 / info["ratio"], 40 / info["ratio"]))
     # A barely trained model's boxes can be inf on both sides (NaN centre) or NaN: clipped first.
     inf = float("inf")
     det = torch.tensor([[-inf, 20.0, inf, 40.0, 0.9, 0.9, 0], [0, 0, 10, 10, 0.1, 0.1, 1]])
-    point, origin = demo.query_point(det, info, None)
+    point, origin = image_demo.query_point(det, info, None)
     assert origin == "top detection" and point == (64.5, pytest.approx(30 / info["ratio"]))
     det[0, :4] = float("nan")
-    assert demo.query_point(det, info, None)[0] == (0.0, 0.0)
+    assert image_demo.query_point(det, info, None)[0] == (0.0, 0.0)
     # Letterbox: the image fills the top 95 rows of 128; grid 4x4 (stride 32).
-    assert demo.grid_pixel((129.0, 96.0), info, (128, 128), (4, 4)) == (2, 3)
+    assert image_demo.grid_pixel((129.0, 96.0), info, (128, 128), (4, 4)) == (2, 3)
 
 
 def test_visual_draws_huge_boxes_and_classes_past_80():
     exp = SimpleNamespace(num_classes=90, test_conf=0.3, nmsthre=0.45, test_size=(64, 64))
-    predictor = demo.Predictor(torch.nn.Identity(), exp, [f"c{i}" for i in range(90)], torch.device("cpu"))
+    pred = predictor.Predictor(torch.nn.Identity(), exp, [f"c{i}" for i in range(90)], torch.device("cpu"))
     img = np.full((33, 47, 3), 100, np.uint8)
     info = {"raw_img": img, "ratio": 64 / 47, "height": 33, "width": 47}
     out = torch.tensor([[-1e12, 2.0, 1e12, 20.0, 0.9, 0.9, 85.0], [1.0, 1.0, 9.0, 9.0, 0.8, 0.9, 3.0]])
-    drawn = predictor.visual(out, info, 0.3)
+    drawn = pred.visual(out, info, 0.3)
     assert drawn.shape == img.shape and (drawn != 100).any()
     assert (img == 100).all()  # the input image is left untouched
 
@@ -250,7 +251,7 @@ def test_demo_fails_when_a_picture_cannot_be_written(tmp_path, monkeypatch):
     _write_images(images)
     ckpt = tmp_path / "ckpt.pth"
     _gated_checkpoint("ca", ckpt)
-    monkeypatch.setattr(demo.cv2, "imwrite", lambda path, img: False)  # what OpenCV does on failure
+    monkeypatch.setattr(cv2, "imwrite", lambda path, img: False)  # what OpenCV does on failure
     with pytest.raises(SystemExit, match="could not write .*img0.jpg"):
         demo.run(_demo_argv(tmp_path, ckpt, images))
 
@@ -261,8 +262,8 @@ def test_attention_panels_have_a_labelled_colour_scale():
     heat = np.tile(np.linspace(0, 1, w, dtype=np.float32), (h, 1))
     described = {"dark3": AttentionMap(torch.zeros(1, 4, 4), "ca a_h*a_w")}
     point = (0.0, 0.0)
-    plain = demo.attention_figure(img.copy(), img, {"dark3": heat}, described, point, 0)
-    scaled = demo.attention_figure(img.copy(), img, {"dark3": heat}, described, point, 0, {"dark3": (0.25, 0.75)})
+    plain = figure.attention_figure(img.copy(), img, {"dark3": heat}, described, point, 0)
+    scaled = figure.attention_figure(img.copy(), img, {"dark3": heat}, described, point, 0, {"dark3": (0.25, 0.75)})
     bar = scaled[:, 2 * w - 6]  # a column inside the bar at the heat panel's right edge
     top, bottom = bar[h // 4 + 1].astype(int), bar[h - 13].astype(int)
     assert top[2] > 100 and top[0] < 60  # red (BGR) at the top: the map's maximum
@@ -272,9 +273,61 @@ def test_attention_panels_have_a_labelled_colour_scale():
     assert changed[:, 1].min() < 2 * w - 20  # ...with its labels left of the bar
 
 
+@pytest.mark.parametrize("low, high, labels", [
+    (0.25, 0.75, ("0.25", "0.75")),
+    (0.2520, 0.2523, ("0.252", "0.2523")),  # 3 digits print both as 0.252
+    (0.99951, 1.0006, ("0.9995", "1.001")),  # just over the flat threshold: 4 digits
+    (-1.5e-6, 2.25e-6, ("-1.5e-06", "2.25e-06")),
+])
+def test_colour_scale_labels_tell_the_ends_apart(low, high, labels):
+    assert figure.scale_labels(low, high) == labels
+
+
+def test_flat_maps_are_not_stretched_and_say_their_value():
+    ramp = torch.linspace(0.0, 1.0, 20).reshape(1, 4, 5)
+    flat = 0.2520 + 2.0e-4 * ramp  # max - min = 7.9e-4 of the max: flat
+    varied = 0.2520 + 3.0e-4 * ramp  # 1.19e-3 of the max: stretched
+    tiny = 1e-9 + 1e-9 * ramp  # far from constant, only small: stretched (the threshold is relative)
+    maps = normalize_map(torch.cat([flat, varied, tiny, torch.zeros(1, 4, 5)]))
+    assert (maps[0] == 0).all() and (maps[3] == 0).all()
+    for m in maps[1:3]:
+        torch.testing.assert_close(m, ramp[0], atol=1e-3, rtol=0)  # float32 rounding of 0.252 + 3e-4
+    assert figure.flat_note(maps[0].numpy(), (0.2520, 0.2522)) == "flat: 0.2521 (max - min = 0.0002)"
+    assert figure.flat_note(maps[3].numpy(), (0.0, 0.0)) == "flat: 0.000 (max - min = 0)"
+    assert figure.flat_note(maps[3].numpy()) == "flat: no spatial variation"
+    assert figure.flat_note(maps[1].numpy(), (0.2520, 0.2523)) == ""
+
+
+def test_a_flat_panel_has_no_colour_scale():
+    h, w = 240, 320
+    img = np.full((h, w, 3), 128, np.uint8)
+    described = {"dark3": AttentionMap(torch.zeros(1, 4, 4), "ca a_h*a_w")}
+    flat = np.zeros((h, w), np.float32)
+    with_range = figure.attention_figure(img.copy(), img, {"dark3": flat}, described, (0.0, 0.0), 0,
+                                         {"dark3": (0.2520, 0.2522)})
+    without_range = figure.attention_figure(img.copy(), img, {"dark3": flat}, described, (0.0, 0.0), 0)
+    # Below the title strip the panel is the plain heat map: one colour, no bar, no labels.
+    body = with_range[h // 4:, w:]
+    assert (body == body[0, 0]).all()
+    np.testing.assert_array_equal(body, without_range[h // 4:, w:])
+
+
 def test_own_flags_take_both_spellings():
     parser = demo.make_parser()
     hyphen = parser.parse_intermixed_args(["image", "--output-dir", "o", "--attention-maps", "--attn-pixel", "3,4"])
     underscore = parser.parse_intermixed_args(["image", "--output_dir", "o", "--attention_maps", "--attn_pixel", "3,4"])
     assert vars(hyphen) == vars(underscore)
     assert (hyphen.output_dir, hyphen.attention_maps, hyphen.attn_pixel) == ("o", True, "3,4")
+
+
+def test_old_import_paths_give_the_library_names():
+    # The demo tool held these, and yolox_attn.attention_maps the maps, before the move to yolox_attn.visualize.
+    for name, module in [("Predictor", predictor), ("class_names_for", predictor), ("query_point", image_demo),
+                         ("grid_pixel", image_demo), ("attention_modules", image_demo)]:
+        assert getattr(demo, name) is getattr(module, name), name
+    import yolox_attn.attention_maps as old_maps
+    import yolox_attn.visualize.attention_maps as maps
+
+    assert old_maps.__all__ == maps.__all__
+    for name in maps.__all__:
+        assert getattr(old_maps, name) is getattr(maps, name), name

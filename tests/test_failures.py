@@ -1,6 +1,7 @@
 """Failures a user can cause end in one short message naming the cause, and a non-zero exit,
 through YOLOX's own train tool (whose ``logger.catch`` would otherwise exit 0) and our tools."""
 
+import re
 import subprocess
 import sys
 
@@ -94,6 +95,8 @@ def test_train_occupy_on_the_cpu_is_ignored_with_a_warning(tmp_path, tiny_shapes
     code, lines = _train(tmp_path, [*opts, "eval_interval", "5"], "-o")
     assert code == 0 and "Traceback" not in "\n".join(lines), "\n".join(lines[-30:])
     assert any("--occupy" in line and "ignored" in line for line in lines)
+    # and none of YOLOX's known noise (yolox_attn.known_noise): no nvidia-smi complaint, no FutureWarning
+    assert not [line for line in lines if "nvidia-smi" in line or "FutureWarning" in line]
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -195,3 +198,53 @@ def test_yolox_export_tool_unknown_opts_key_exits_1(tmp_path):
     code, lines = _run(["yolox.tools.export_torchscript", "-f", str(EXP), "atention", "cca"], tmp_path)
     assert code == 1 and len(lines) <= 2, (code, lines)
     assert lines[-1] == "unknown exp option 'atention'; it is not an attribute of Exp"
+
+
+@pytest.mark.parametrize("tool", ["eval", "demo", "export_onnx", "export_pt2", "export_torchscript"])
+def test_missing_exp_file_is_one_line_naming_it(tmp_path, tool):
+    # YOLOX's get_exp ends in two tracebacks and "exps/nope.py doesn't contains class named 'Exp'".
+    code, lines = _run([f"yolox_attn.tools.{tool}", *(["image"] if tool == "demo" else []), "-f", "exps/nope.py"],
+                       tmp_path)
+    exports = tool.startswith("export")  # these log their arguments first, as YOLOX's export tools do
+    assert code == 1 and len(lines) == 1 + exports, (code, lines)
+    assert lines[-1].endswith("exp file 'exps/nope.py' does not exist"), lines
+
+
+@pytest.mark.parametrize("source, message", [
+    ("import torch\nx = undefined_name\n", r"failed to load: NameError: name 'undefined_name' is not defined "
+                                           r"\(at .*bad_exp_name\.py, line 2\)$"),
+    ("import no_such_module_17\n", r"failed to load: ModuleNotFoundError: No module named 'no_such_module_17' "
+                                   r"\(at .*bad_exp_module\.py, line 1\)$"),
+    ("class Exp(:\n", r"failed to load: SyntaxError: .*\(bad_exp_syntax\.py, line 1\)$"),
+    ("class Experiment:\n    pass\n", r"'.*bad_exp_class\.py' defines no class named Exp$"),
+    ("class Exp:\n    def __init__(self):\n        raise ValueError('no data_dir')\n",
+     r"failed to load: ValueError: no data_dir \(at .*bad_exp_init\.py, line 3\)$"),
+])
+def test_exp_file_that_fails_to_load_is_one_line(tmp_path, monkeypatch, source, message):
+    from yolox_attn.preflight import UsageError, load_exp
+
+    name = re.search(r"bad_exp_\w+", message).group(0)
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # get_exp appends the exp's folder
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(UsageError) as caught:
+        load_exp(str(path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    text = str(caught.value)
+    assert "\n" not in text and text.startswith(f"exp file '{path}'"), text
+    assert re.search(message, text), text
+
+
+def test_load_exp_without_a_file_or_with_a_name(tmp_path):
+    from yolox_attn.preflight import UsageError, load_exp
+
+    with pytest.raises(UsageError, match=r"^give an exp: -f "):
+        load_exp(None, None)
+    with pytest.raises(UsageError, match=r"is not a file$"):
+        load_exp(str(tmp_path))
+    with pytest.raises(UsageError, match=r"^unknown YOLOX model name -n 'yolox-q'; allowed: .*yolox-nano, yolox-s, "):
+        load_exp(None, "yolox-q")
+    assert load_exp(None, "yolox-s").depth == 0.33  # YOLOX's own exp, both spellings
+    assert load_exp(None, "yolox_nano").width == 0.25
+    assert load_exp(str(EXP), None).exp_name == "yolox_nano_cam_shapes"

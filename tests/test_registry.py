@@ -21,6 +21,18 @@ def test_unknown_name_lists_allowed():
         assert repr(name) in str(err.value)
 
 
+@pytest.mark.parametrize("name, hint", [
+    ("nonlocl", "did you mean 'nonlocal'? "),
+    ("ACMX", "did you mean 'acmix'? "),
+    ("se2", "did you mean 'se' or 'ese'? "),
+    ("transformer", ""),  # nothing close: the list alone
+])
+def test_unknown_name_suggests_the_closest(name, hint):
+    with pytest.raises(ValueError) as err:
+        A.canonical_name(name)
+    assert str(err.value) == f"unknown attention {name!r}; {hint}allowed: {A.attention_names()}"
+
+
 def test_alias_cam_builds_coord_attention():
     m = A.build_attention("cam", 64, reduction=16)
     assert isinstance(m, A.CoordAtt) and m.conv1.out_channels == 8

@@ -11,6 +11,9 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess test
     ) from err
 
 from .attention import attention_names, build_attention
+from .known_noise import silence_known_noise
+
+silence_known_noise()  # YOLOX's deprecation warnings and nvidia-smi complaints on a CPU
 
 __version__ = "0.1.0"
 __all__ = ["attention_names", "build_attention", "__version__"]

@@ -7,7 +7,10 @@ message on stderr and exit status 1.
 
 import os
 import pickle
+import pkgutil
 import sys
+import traceback
+import types
 from typing import Optional
 
 import torch
@@ -52,6 +55,37 @@ def error_line(err: BaseException) -> str:
     if "Original Traceback" in text:
         return lines[-1]
     return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
+def load_exp(exp_file: Optional[str], name: Optional[str] = None):
+    """YOLOX's ``get_exp(exp_file, name)``, loading an exp as YOLOX's tools do, with a one-line
+    ``UsageError`` where YOLOX ends in a traceback, or in "doesn't contains class named 'Exp'"
+    whatever went wrong: no exp given, an unknown ``-n``, a missing exp file, one that fails to
+    import (the error, and where it was raised), one without ``Exp`` or whose ``Exp()`` fails.
+    """
+    import yolox.exp.default
+    from yolox.exp import get_exp
+
+    if exp_file is None:
+        if name is None:
+            raise UsageError("give an exp: -f exps/yolox_s_cam.py (or -n with a YOLOX built-in name)")
+        known = sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(yolox.exp.default.__path__))
+        if name.replace("_", "-") not in known:
+            raise UsageError(f"unknown YOLOX model name -n {name!r}; allowed: {', '.join(known)}")
+        return get_exp(None, name)
+    if not os.path.isfile(exp_file):
+        raise UsageError(f"exp file {exp_file!r} {'is not a file' if os.path.exists(exp_file) else 'does not exist'}")
+    try:
+        return get_exp(exp_file, None)
+    except ImportError as err:
+        cause = err.__context__ or err  # YOLOX raises its ImportError in place of what failed
+    if isinstance(cause, AttributeError) and cause.name == "Exp" and isinstance(cause.obj, types.ModuleType):
+        raise UsageError(f"exp file {exp_file!r} defines no class named Exp") from None
+    where = ""
+    frames = [f for f in traceback.extract_tb(cause.__traceback__) if not f.filename.startswith("<")]
+    if frames and not isinstance(cause, SyntaxError):  # a SyntaxError's message has its place
+        where = f" (at {frames[-1].filename}, line {frames[-1].lineno})"
+    raise UsageError(f"exp file {exp_file!r} failed to load: {error_line(cause)}{where}") from None
 
 
 def require_annotations(data_dir: str, json_file: str) -> str:

@@ -3,7 +3,7 @@
 import os
 
 from .exp import AttentionExp
-from .tools.make_shapes import CLASS_NAMES
+from .data.shapes import CLASS_NAMES
 
 
 class NanoShapesExp(AttentionExp):

@@ -1,5 +1,6 @@
 """Name -> builder registry for the attention modules, in the manner of timm's layer factories."""
 
+import difflib
 import inspect
 from typing import Callable, Dict, Optional, Tuple
 
@@ -59,13 +60,16 @@ def attention_names(include_aliases: bool = True) -> Tuple[str, ...]:
 
 
 def canonical_name(name: str) -> str:
-    """Resolve an alias (``"cam"`` -> ``"ca"``); raise ValueError for an unknown name."""
+    """Resolve an alias (``"cam"`` -> ``"ca"``); raise ValueError for an unknown name, with the
+    closest registered names (difflib) and all of them."""
     if not isinstance(name, str):
         raise ValueError(f"attention name must be a string, got {name!r}; allowed: {attention_names()}")
     key = name.lower()
     key = _ALIASES.get(key, key)
     if key not in _BUILDERS:
-        raise ValueError(f"unknown attention {name!r}; allowed: {attention_names()}")
+        close = difflib.get_close_matches(name.lower(), attention_names(), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise ValueError(f"unknown attention {name!r}; {hint}allowed: {attention_names()}")
     return key
 
 

@@ -11,13 +11,12 @@ import random
 import torch
 from loguru import logger
 from yolox.core import launch
-from yolox.exp import get_exp
 from yolox.tools.eval import make_parser
 from yolox.utils import configure_module, fuse_model, get_local_rank, get_model_info, setup_logger
 
 from ..checkpoint import load_checkpoint, load_weights, model_state
 from ..evaluator import per_class_tables_as_fractions
-from ..preflight import user_exit
+from ..preflight import load_exp, user_exit
 
 
 def pick_device(rank: int = 0) -> torch.device:
@@ -92,7 +91,7 @@ def run(argv=None) -> None:
     args = make_parser().parse_args(argv)
     if args.trt:
         raise SystemExit("--trt: use YOLOX's own `python -m yolox.tools.eval --trt` on a CUDA machine")
-    exp = get_exp(args.exp_file, args.name)
+    exp = load_exp(args.exp_file, args.name)
     exp.merge(args.opts)
     if not args.experiment_name:
         args.experiment_name = exp.exp_name

@@ -12,7 +12,7 @@ from loguru import logger
 from torch import nn
 
 from ..checkpoint import load_checkpoint, load_weights, model_state
-from ..preflight import error_line
+from ..preflight import error_line, load_exp
 
 __all__ = [
     "ExportCheckError",
@@ -70,12 +70,9 @@ def add_opts_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def exp_from_args(args: argparse.Namespace):
-    """YOLOX's ``get_exp`` plus the ``opts`` merge; fills ``args.experiment_name`` as YOLOX does."""
-    from yolox.exp import get_exp
-
-    if args.exp_file is None and args.name is None:
-        raise SystemExit("give an exp: -f exps/yolox_s_cam.py (or -n with a YOLOX built-in name)")
-    exp = get_exp(args.exp_file, args.name)
+    """YOLOX's ``get_exp`` (a one-line error for a bad exp) plus the ``opts`` merge; fills
+    ``args.experiment_name`` as YOLOX does."""
+    exp = load_exp(args.exp_file, args.name)
     exp.merge(list(args.opts or []))
     if not args.experiment_name:
         args.experiment_name = exp.exp_name
