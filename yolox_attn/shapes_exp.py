@@ -10,14 +10,14 @@ class NanoShapesExp(AttentionExp):
     """YOLOX-nano (depthwise) on ``datasets/shapes`` from ``python -m yolox_attn.tools.make_shapes``.
 
     Tuned so that the CA model trains from scratch in under 10 minutes on 2 CPU cores at batch 8
-    (CCA and ACmix take longer; README gives the runs): training at 224-288 px and testing at
+    (CCA and ACmix take longer; docs/evidence.md gives the runs): training at 224-288 px and testing at
     320, no mosaic (it slowed convergence in a run this short), 21 epochs (one of warm-up, then
     cosine), and a learning rate 16x YOLOX's per-image default (0.02 at batch 8).
 
     CCA's parameters train at a tenth of that rate: at the full rate its ``gamma`` on dark3 ran
     away (-7.4 after 7 epochs, dark3's features 1200x larger, AP50 0.001). CA and ACmix keep
     the identity gate and the full rate, which trained better here than the papers' modules or
-    a tenth of the rate. README's ablation section has the measurements.
+    a tenth of the rate. docs/evidence.md and docs/shapes.md have the measurements.
     """
 
     def __init__(self):
