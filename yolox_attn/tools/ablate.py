@@ -34,6 +34,7 @@ from typing import Dict, List, Sequence
 from ..ablation import (BASELINE, LAUNCHERS, RESERVED_OPTS, Grid, Run, as_opts, execute, make_launcher, plan_runs,
                         run_grid, run_record, write_reports)
 from ..attention import canonical_name
+from ..preflight import load_exp
 
 # The tool's options by how many values they take (the rest are flags); see split_argv.
 ONE_VALUE = ("-f", "--exp_file", "-b", "--batch-size", "-d", "--devices", "--output-dir", "--finetune-from",
@@ -162,14 +163,12 @@ def check_opts(opts: Sequence[str]) -> List[str]:
     return opts
 
 
-def load_exp(exp_file: str, opts: Sequence[str]):
-    """The exp with ``opts`` merged, so a bad option stops the tool before any run starts."""
-    from yolox.exp import get_exp
-
-    exp = get_exp(exp_file, None)
+def load_exp_with(exp_file: str, opts: Sequence[str]):
+    """The exp with ``opts`` merged, so a bad file or option stops the tool before any run starts."""
     try:
+        exp = load_exp(exp_file)
         exp.merge(list(opts))
-    except ValueError as err:
+    except ValueError as err:  # UsageError included
         raise SystemExit(f"ablate: {err}") from None
     return exp
 
@@ -194,17 +193,16 @@ def _describe(position: str, run: Run, record: Dict, seconds: float) -> str:
 
 
 def main(argv=None) -> int:
+    call_start = time.time()
     argv = sys.argv[1:] if argv is None else list(argv)
     own, opts = split_argv(argv)
     args = make_parser().parse_args(own)
     opts = check_opts(opts)
-    if not os.path.isfile(args.exp_file):
-        raise SystemExit(f"ablate: exp file {args.exp_file!r} does not exist")
     if args.finetune_from is not None and not os.path.isfile(args.finetune_from):
         raise SystemExit(f"ablate: checkpoint {args.finetune_from!r} (--finetune-from) does not exist")
     if args.slurm and args.launcher == "local":
         raise SystemExit("ablate: --slurm parameters need --launcher slurm or submitit-local")
-    exp = load_exp(args.exp_file, opts)
+    exp = load_exp_with(args.exp_file, opts)
     exp_name = os.path.splitext(os.path.basename(args.exp_file))[0]
     output_dir = args.output_dir or os.path.join("YOLOX_outputs", f"ablate_{exp_name}")
     os.makedirs(output_dir, exist_ok=True)
@@ -251,11 +249,12 @@ def main(argv=None) -> int:
             write_reports(so_far, output_dir, command, setup, pretrain_record)  # a partial ablation is readable
 
         records = run_grid(grid, runs, launch, args.jobs, on_done)
+    setup["call_seconds"] = round(time.time() - call_start)  # this call's wall time, pretraining included
     write_reports(records, output_dir, command, setup, pretrain_record)
     failed = [r["name"] for r in records if r["status"] != "done"]
     print(f"[ablate] {len(records) - len(failed)} of {len(records)} runs finished"
           + (f"; failed: {', '.join(failed)}" if failed else "")
-          + f". Summary: {os.path.join(output_dir, 'summary.md')}", flush=True)
+          + f" ({setup['call_seconds']} s). Summary: {os.path.join(output_dir, 'summary.md')}", flush=True)
     return 1 if failed else 0
 
 
