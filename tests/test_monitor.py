@@ -92,9 +92,13 @@ def test_attention_lr_mult_by_attention_name_and_from_the_command_line():
     assert exp.attention_lr_mult == {"cca": 0.5, "acmix": 0.25} and exp.attention_lr_factor() == 0.25
     exp.merge(["attention_lr_mult", "0.3"])
     assert exp.attention_lr_factor() == 0.3
+    exp.merge(["attention_lr_mult", "cca=1.6,default=16"])
+    assert exp.attention_lr_factor() == 16.0  # acmix: not named, the default entry
+    exp.merge(["attention", "cca"])
+    assert exp.attention_lr_factor() == 1.6
 
 
-@pytest.mark.parametrize("bad", ["fast", -1.0, True, float("nan"), {"cca": -1}])
+@pytest.mark.parametrize("bad", ["fast", -1.0, True, float("nan"), {"cca": -1}, {"cca": 1, "default": -2}])
 def test_attention_lr_mult_rejects_bad_values(bad):
     exp = small_exp("cca", attention_lr_mult=bad)
     with pytest.raises(ValueError, match="attention_lr_mult must be a number >= 0"):

@@ -30,6 +30,9 @@ YOLOX_SIZES: Dict[str, Dict] = {
 }
 
 
+LR_MULT_DEFAULT = "default"  # the key of attention_lr_mult for the attentions it does not name
+
+
 def default_data_dir(dataset: str = "COCO") -> str:
     """``$YOLOX_DATADIR/<dataset>`` if the variable is set, else ``datasets/<dataset>`` here."""
     root = os.environ.get("YOLOX_DATADIR")
@@ -106,7 +109,8 @@ class AttentionExp(Exp):
         optimizer_type: "sgd" (YOLOX's Nesterov SGD) or "adamw" (for short runs from scratch).
         attention_lr_mult: the attention parameters' learning rate as a multiple of YOLOX's
             (1: the same; their own optimizer groups otherwise, with the same weight decay rules),
-            or a dict of such multiples by attention name (``{"cca": 0.1}``; others 1).
+            or a dict of such multiples by attention name (``{"cca": 0.1}``; the others take the
+            entry ``"default"``, else 1).
         attention_stats_interval: every this many iterations the trainer records the
             attention's scalars, gradient norms and activation sizes in ``metrics.jsonl``
             (0: never).
@@ -161,12 +165,14 @@ class AttentionExp(Exp):
     def attention_lr_factor(self) -> float:
         """This exp's attention lr multiplier: ``attention_lr_mult``, or its entry for the attention."""
         mult = self.attention_lr_mult
+        values = list(mult.values()) if isinstance(mult, dict) else [mult]
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 for v in values):
+            raise ValueError(f"attention_lr_mult must be a number >= 0 or a dict of them by attention name "
+                             f"(and '{LR_MULT_DEFAULT}'), got {self.attention_lr_mult!r}")
         if isinstance(mult, dict):
-            by_name = {canonical_name(k): v for k, v in mult.items()}  # ValueError on an unknown name
-            mult = by_name.get(canonical_name(self.attention), 1.0)
-        if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not mult >= 0:
-            raise ValueError(f"attention_lr_mult must be a number >= 0 or a dict of them by attention name, "
-                             f"got {self.attention_lr_mult!r}")
+            # ValueError on an unknown name
+            by_name = {canonical_name(k): v for k, v in mult.items() if k != LR_MULT_DEFAULT}
+            mult = by_name.get(canonical_name(self.attention), mult.get(LR_MULT_DEFAULT, 1.0))
         return float(mult)
 
     def get_model(self):
