@@ -2,7 +2,7 @@
 
 import json
 import os
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 from .stats import BASELINE, summarize, verdict
 
@@ -27,51 +27,57 @@ def pair_label(pair) -> str:
     return "/".join(map(str, pair)) if isinstance(pair, (tuple, list)) else str(pair)
 
 
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table; "" when there are no rows."""
+    rows = [list(row) for row in rows]
+    if not rows:
+        return ""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
 def variance_table(rows: Sequence[Dict]) -> str:
     """Each group's spread split between seed, data seed and their interaction (needs both axes)."""
-    lines = ["| attention | seeds x data seeds | std of all runs | initial weights (seed) | data order and "
-             "augmentations (data seed) | interaction | std, seed and data random |",
-             "|---|---|---|---|---|---|---|"]
-    for row in rows:
+
+    def cells(row):
         v = row["variance"]
-        if v is None:
-            continue
-        share = {k: f"{v[k] ** 0.5:.3f} ({v[k] / v['total']:.0%})" if v["total"] else "0" for k in ("seed", "data", "rest")}
-        lines.append(f"| {row['group']} | {v['seeds']} x {v['data_seeds']} | {v['std_all']:.3f} | {share['seed']} | "
-                     f"{share['data']} | {share['rest']} | {v['total'] ** 0.5:.3f} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+        share = {k: f"{v[k] ** 0.5:.3f} ({v[k] / v['total']:.0%})" if v["total"] else "0"
+                 for k in ("seed", "data", "rest")}
+        return [row["group"], f"{v['seeds']} x {v['data_seeds']}", f"{v['std_all']:.3f}", share["seed"],
+                share["data"], share["rest"], f"{v['total'] ** 0.5:.3f}"]
+
+    return markdown_table(["attention", "seeds x data seeds", "std of all runs", "initial weights (seed)",
+                           "data order and augmentations (data seed)", "interaction", "std, seed and data random"],
+                          (cells(row) for row in rows if row["variance"] is not None))
 
 
 def paired_table(rows: Sequence[Dict]) -> str:
     """Each attention against ``none`` seed by seed: the lead table of the summary."""
-    lines = ["| attention | seeds | Δ AP50 per seed | mean Δ AP50 [95 % CI], p | seeds won | verdict "
-             "| mean Δ AP [95 % CI] | wall s / run (vs none) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in rows:
+
+    def cells(row):
         test = row["paired"]
-        if test is None:
-            continue
-        per_seed = ", ".join(f"{pair_label(s)}: {d:+.3f}" for s, d in zip(test["seeds"], test["diffs"]))
         cost = "-" if row["seconds"] is None else f"{row['seconds']:.0f}"
         if row["seconds_ratio"]:
             cost += f" ({row['seconds_ratio']:.2f}x)"
-        lines.append(f"| {row['group']} | {test['n']} | {per_seed} | {_interval_text(test)} | "
-                     f"{test['wins']}/{test['n']} | {verdict(test)} | {_interval_text(row['paired_ap'], p=False)} "
-                     f"| {cost} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+        return [row["group"], str(test["n"]),
+                ", ".join(f"{pair_label(s)}: {d:+.3f}" for s, d in zip(test["seeds"], test["diffs"])),
+                _interval_text(test), f"{test['wins']}/{test['n']}", verdict(test),
+                _interval_text(row["paired_ap"], p=False), cost]
+
+    return markdown_table(["attention", "seeds", "Δ AP50 per seed", "mean Δ AP50 [95 % CI], p", "seeds won",
+                           "verdict", "mean Δ AP [95 % CI]", "wall s / run (vs none)"],
+                          (cells(row) for row in rows if row["paired"] is not None))
 
 
 def unpaired_table(rows: Sequence[Dict]) -> str:
-    lines = ["| attention | runs | final AP50 (mean ± std) | final AP | Δ AP50 vs none [95 % CI], p | "
-             "verdict | AP50 >= none's mean - std | wall s / run |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        goal = {True: "yes", False: "no", None: "-"}[row.get("goal_met")]
-        judged = "-" if row["group"] == BASELINE else verdict(row["vs_none"])
-        seconds = "-" if row["seconds"] is None else f"{row['seconds']:.0f}"
-        lines.append(f"| {row['group']} | {row['runs']} | {_pm(row['ap50'])} | {_pm(row['ap'])} | "
-                     f"{_interval_text(row['vs_none'])} | {judged} | {goal} | {seconds} |")
-    return "\n".join(lines)
+    def cells(row):
+        return [row["group"], str(row["runs"]), _pm(row["ap50"]), _pm(row["ap"]), _interval_text(row["vs_none"]),
+                "-" if row["group"] == BASELINE else verdict(row["vs_none"]),
+                {True: "yes", False: "no", None: "-"}[row.get("goal_met")],
+                "-" if row["seconds"] is None else f"{row['seconds']:.0f}"]
+
+    return markdown_table(["attention", "runs", "final AP50 (mean ± std)", "final AP", "Δ AP50 vs none [95 % CI], p",
+                           "verdict", "AP50 >= none's mean - std", "wall s / run"], map(cells, rows))
 
 
 def summary_markdown(rows: Sequence[Dict], command: str, pretrain: Optional[Mapping] = None) -> str:
