@@ -183,15 +183,39 @@ def _chunk_size(q: torch.Tensor) -> int:
 
 def _local_window_attention_plain(q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, kernel: int,
                                   scale: float) -> torch.Tensor:
-    """Same numbers as ``_LocalWindowAttention`` from plain differentiable ops (tracing, export)."""
+    """Same numbers as ``_LocalWindowAttention`` from a few large plain ops (tracing, export, compile).
+
+    Per window row dy, one matmul gives every query row against its key row, (W, W + k - 1);
+    query x needs the k entries x..x + k - 1 of that band, which a pad and reshape line up as
+    columns ("skewing": rows of length L padded to L + 1 shift each next row by one), and its
+    weights go back onto the band the same way. About 10 nodes per window row instead of 49
+    slices and products; in onnxruntime (1 thread, 7x7 window, 4 heads, YOLOX-s levels 80/40/20
+    wide) 74/24/11 ms per level against 157/79/36 for the 49-offset graph. The matmuls do
+    (W + k - 1) / k times the window's work: cutting rows into 20-column segments ran the widest
+    level in 52 ms, but torch.export specialises segment axes and views that are 1 or contiguous
+    for its example's width, so every row stays whole.
+    """
+    n, d, h, w = q.shape
     span = kernel - 1
-    offsets = _offsets(kernel)
-    logits = torch.stack([(q * _window(kp, dy, dx, span)).sum(1) for dy, dx in offsets], 1)
-    weights = torch.softmax(logits.to(_softmax_dtype(q.dtype)) * scale, dim=1).to(q.dtype)
-    out = weights[:, 0:1] * _window(vp, 0, 0, span)
-    for o, (dy, dx) in enumerate(offsets[1:], start=1):
-        out = out + weights[:, o:o + 1] * _window(vp, dy, dx, span)
-    return out
+    wide = w + span
+    acc = _softmax_dtype(q.dtype)  # half logits can overflow
+    qr = q.permute(0, 2, 3, 1).to(acc)  # (N, H, W, d)
+    kr = kp.permute(0, 2, 3, 1).to(acc)  # (N', H + span, W + span, d)
+    vr = vp.permute(0, 2, 3, 1)
+    logits = []
+    for dy in range(kernel):
+        full = torch.matmul(qr, kr[:, dy:dy + h].transpose(-1, -2))  # (N, H, W, wide)
+        skewed = F.pad(full.reshape(n, h, w * wide), (0, w)).reshape(n, h, w, wide + 1)
+        logits.append(skewed[..., :kernel])  # entry j of query x: key column x + j
+    att = torch.softmax(torch.stack(logits, 3).reshape(n, h, w, kernel * kernel) * scale, dim=-1)
+    att = att.to(q.dtype).reshape(n, h, w, kernel, kernel)
+    out = None
+    for dy in range(kernel):
+        band = F.pad(att[:, :, :, dy], (0, w)).reshape(n, h, w * (w + kernel))
+        band = band[..., :w * wide].reshape(n, h, w, wide)  # weight j of x back at column x + j
+        part = torch.matmul(band, vr[:, dy:dy + h])  # (N, H, W, d)
+        out = part if out is None else out + part
+    return out.permute(0, 3, 1, 2)
 
 
 def local_window_attention(q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, kernel: int,
