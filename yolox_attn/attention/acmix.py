@@ -33,12 +33,6 @@ Size = Union[int, torch.Tensor]  # a tensor while tracing, so exported graphs ke
 _CPU_CHUNK_ELEMENTS = 1 << 19
 
 
-def _capturing() -> bool:
-    """True while any tool records a graph: tracing, ONNX or torch.export, or torch.compile."""
-    return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
-            or torch.compiler.is_compiling())
-
-
 def _exporting() -> bool:
     """True while recording a graph for a file (tracing, ONNX, torch.export), not for torch.compile."""
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
@@ -64,13 +58,16 @@ def _reflect_index(n: Size, pad: int, device: torch.device) -> torch.Tensor:
 def reflect_pad2d(x: torch.Tensor, pad: int) -> torch.Tensor:
     """Reflection-pad the last two dims by ``pad`` for any H, W >= 1 (see ``_reflect_index``).
 
-    Uses ``F.pad(mode="reflect")`` when it applies (H, W > pad, eager) and index gathering
-    otherwise; both give identical values where both are defined.
+    Uses ``F.pad(mode="reflect")`` when it applies (H, W > pad, fixed sizes: eager, static exports
+    and compiles) and index gathering otherwise (a graph whose size may shrink to <= pad); both
+    give identical values where both are defined. In onnxruntime the reflection pad of a static
+    graph is one Pad node instead of two Gathers.
     """
     if pad == 0:
         return x
     h, w = x.shape[-2], x.shape[-1]
-    if not _capturing() and h > pad and w > pad:
+    fixed = isinstance(h, int) and isinstance(w, int) and not torch.jit.is_tracing()
+    if fixed and h > pad and w > pad:
         return F.pad(x, (pad, pad, pad, pad), mode="reflect")
     x = x.index_select(-2, _reflect_index(h, pad, x.device))
     return x.index_select(-1, _reflect_index(w, pad, x.device))
