@@ -201,6 +201,24 @@ def test_custom_function_equals_plain_path(monkeypatch, chunk_slabs):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("form, width", [("bands", 21), ("bands", 45), ("offsets", 7)])
+def test_graph_forms_equal_the_streamed_path(form, width):
+    # the exported graph's row bands (fixed widths above 20 columns are cut into segments, the
+    # last one partial at 45) and the per-offset form torch.compile traces: same numbers, gradients
+    forms = {"bands": lambda *t: local_window_attention(*t, 7, scale=0.3, plain=True),
+             "offsets": lambda *t: acmix_module._local_window_attention_offsets(*t, 7, 0.3)}
+    gen = torch.Generator().manual_seed(20)
+    q = torch.randn(2, 3, 4, width, generator=gen, requires_grad=True)
+    kp = torch.randn(2, 3, 10, width + 6, generator=gen, requires_grad=True)
+    vp = torch.randn(2, 3, 10, width + 6, generator=gen, requires_grad=True)
+    g = torch.randn(2, 3, 4, width, generator=gen)
+    y_fast = local_window_attention(q, kp, vp, 7, scale=0.3, plain=False)
+    y_form = forms[form](q, kp, vp)
+    torch.testing.assert_close(y_form, y_fast, rtol=0, atol=1e-5)
+    for a, b in zip(torch.autograd.grad(y_form, (q, kp, vp), g), torch.autograd.grad(y_fast, (q, kp, vp), g)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
 def test_official_names_and_init():
     c, head = 32, 4
     hd = c // head

@@ -177,3 +177,22 @@ def test_torch_export_round_trip_dynamic(name, tmp_path):
         x = torch.randn(*shape)
         with torch.no_grad():
             torch.testing.assert_close(loaded(x), m(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compiles_as_one_graph_with_dynamic_sizes(name):
+    # fullgraph=True raises at the first graph break; dynamic=True traces H and W as symbols, as
+    # YOLOX's multi-scale training needs. The "eager" backend runs the captured graph without
+    # inductor's code generation, so every type is checked in seconds; outputs must match eager.
+    torch._dynamo.reset()
+    m = make(name)
+    compiled = torch.compile(m, fullgraph=True, dynamic=True, backend="eager")
+    for mode in ("train", "eval"):
+        m.train(mode == "train")
+        for b, h, w in [(2, 13, 9), (2, 10, 15)]:
+            x = torch.randn(b, C, h, w)
+            with torch.no_grad():
+                torch.manual_seed(0)  # the same dropout masks (bat) in both
+                got = compiled(x)
+                torch.manual_seed(0)
+                torch.testing.assert_close(got, m(x), rtol=1e-5, atol=1e-5)

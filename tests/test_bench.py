@@ -64,6 +64,34 @@ def test_bench_ratios_and_flops(bench_run):
         assert by_name[name]["gflops_counted_ratio"] > by_name[name]["gflops_yolox_ratio"]
 
 
+def test_bench_without_onnxruntime_leaves_its_columns_empty(bench_run):
+    bench_rows, _ = bench_run
+    for row in bench_rows:
+        assert all(row[c] is None for pair in bench.ORT_FIGURES for c in pair if c), row["attention"]
+        assert row["onnx_exporter"] is None and row["onnx_simplified"] is None
+
+
+def test_bench_onnxruntime_exports_times_and_reports_what_cannot_export(tmp_path, capsys):
+    # bat declares that it cannot be exported to ONNX: its row says why and keeps its PyTorch figures.
+    rows = bench.main(["--size", "nano", "--tsize", "64", "--attentions", "ca,bat", "--repeats", "1", "--warmup", "0",
+                       "--threads", "1", "--device", "cpu", "--onnxruntime", "--onnx-dir", str(tmp_path), "--json"])
+    assert rows == json.loads(capsys.readouterr().out)
+    none, ca, bat = rows
+    for row in (none, ca):
+        assert row["error"] is None, row
+        for column, _ in bench.ORT_FIGURES:
+            assert row[column] is not None and row[column] > 0, (row["attention"], column)
+        assert row["onnx_exporter"] == "dynamo" and isinstance(row["onnx_simplified"], bool)
+        assert (tmp_path / f"{row['attention']}.onnx").is_file()
+    for _, ratio_column in bench.ORT_FIGURES:
+        if ratio_column:
+            assert none[ratio_column] == pytest.approx(1.0), ratio_column
+    assert ca["onnx_nodes"] > none["onnx_nodes"] and ca["onnx_nodes_ratio"] > 1
+    assert "ONNX export failed" in bat["error"] and "cannot be exported" in bat["error"]
+    assert bat["infer_ms_median"] is not None and bat["ort_ms_median"] is None and bat["export_s"] is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.onnx", "none.onnx"]  # checkpoints removed
+
+
 def test_bench_reports_an_infeasible_row(monkeypatch, capsys):
     # Stand-in memory workers: nonlocal's "was killed" (as the OOM killer would), none's worked.
     def fake_workers(module, argvs, jobs=1):
@@ -114,6 +142,7 @@ def test_yolox_gflops_is_what_get_model_info_reports():
         (["--attentions", "none,foo"], ["'foo'", "'ca'", "'simam'", "'cbam'"]),  # every registered name
         (["--tsize", "100"], ["100", "multiple of 32"]),
         (["--repeats", "0"], ["0", ">= 1"]),
+        (["--no-onnxsim"], ["--no-onnxsim", "--onnxruntime"]),
     ],
 )
 def test_bench_bad_arguments(argv, expected, capsys):

@@ -60,6 +60,36 @@ def test_eval_tool_prints_the_coco_table(trained):
         assert cells and all(0.0 <= c <= 1.0 or c != c for c in cells), (table, rows)
 
 
+def _summary_ap(log: str) -> str:
+    line = next(x for x in log.splitlines() if "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all" in x)
+    return line.rsplit("=", 1)[1].strip()
+
+
+def test_eval_tool_compiles_the_model_when_the_exp_asks(trained):
+    # An exp with compile_model = True: the tool evaluates torch.compile(model), same AP.
+    work, small, _, _ = trained
+    ckpt = work / "out" / "yolox_nano_cam_shapes" / "latest_ckpt.pth"
+    exp_file = work / "compiled_exp.py"
+    exp_file.write_text(
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('base_exp', {str(EXP)!r})\n"
+        "base = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(base)\n\n\n"
+        "class Exp(base.Exp):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.compile_model = True\n"
+        "        self.exp_name = 'yolox_nano_cam_shapes'\n"
+    )
+    argv = ["-c", str(ckpt), "-b", "4", "-d", "1", "--conf", "0.0", *small]
+    code, plain_log = _run(["yolox_attn.tools.eval", "-f", str(EXP), *argv], work)
+    assert code == 0, plain_log[-3000:]
+    code, log = _run(["yolox_attn.tools.eval", "-f", str(exp_file), *argv], work)
+    assert code == 0, log[-3000:]
+    assert "Compiling the model with torch.compile" in log and "Compiling" not in plain_log
+    assert _summary_ap(log) == _summary_ap(plain_log)
+
+
 @pytest.mark.skipif(torch.cuda.device_count() >= 4, reason="this machine has 4 devices")
 def test_eval_tool_rejects_more_devices_than_the_machine_has(trained):
     work, small, _, _ = trained

@@ -179,6 +179,32 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
+# ------------------------------------------------------------------------ onnxruntime
+def onnx_node_count(path: str) -> int:
+    """Nodes of the model's main graph (what onnxruntime schedules, before its own fusions)."""
+    import onnx
+
+    return len(onnx.load(path, load_external_data=False).graph.node)
+
+
+def ort_session(path: str, threads: int, profile_prefix: Optional[str] = None):
+    """A CPU onnxruntime session with ``threads`` intra-op threads and no inter-op parallelism.
+
+    ``profile_prefix``: write onnxruntime's own per-node profile (JSON) there; ``end_profiling()``
+    returns the file.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
 # ------------------------------------------------------------------------ peak memory
 def _proc_status_bytes(field: str) -> int:
     """``VmRSS`` (current) or ``VmHWM`` (peak) resident memory of this process, from /proc."""

@@ -2,7 +2,7 @@
 
     python -m yolox_attn.tools.bench [--size s] [--tsize 640] [--attentions none,ca,cca,acmix,nonlocal]
         [--repeats N] [--warmup N] [--threads 2] [--train-batch 1] [--device auto|cpu|cuda] [--json]
-        [--no-timing]
+        [--no-timing] [--onnxruntime [--no-onnxsim] [--onnx-dir DIR]]
     python -m yolox_attn.tools.bench --list
 
 ``--attentions`` takes any registered name (``--list`` shows them with one line each) or ``all``;
@@ -30,6 +30,18 @@ row (plain YOLOX, always measured):
   (large tensors unmapped when freed). CUDA:
   torch.cuda.max_memory_allocated over the memory allocated at the phase's start.
 
+With ``--onnxruntime``, each row's model (its own weights, through a checkpoint) also goes
+through the project's ONNX tool (``yolox_attn.tools.export_onnx``, static 1x3xtsize x tsize
+input, boxes decoded as in the inference column, simplified unless ``--no-onnxsim``), which
+verifies the file against PyTorch in onnxruntime before writing it:
+
+* export s: wall seconds of that tool (export, simplification and its onnxruntime check).
+* ONNX nodes: nodes of the written graph.
+* ORT inference: onnxruntime's CPU provider with ``--threads`` intra-op threads, batch 1, repeats
+  interleaved across the rows like the PyTorch columns (on the CPU whatever ``--device`` is).
+
+A row whose model cannot be exported reports why instead of these columns.
+
 Timings run in this process with the repeats interleaved across attentions (round-robin), so a
 shared machine's drift hits every row alike; the memory workers run before them. CPU runs in
 float32 with ``--threads`` threads; CUDA runs under float16 autocast. A row that runs out of
@@ -39,6 +51,8 @@ memory reports the error instead of stopping the run.
 import argparse
 import json
 import sys
+import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -69,9 +83,19 @@ FIGURES: Tuple[Tuple[str, Optional[str]], ...] = (
     ("infer_peak_mib", "infer_peak_ratio"),
     ("train_peak_mib", "train_peak_ratio"),
 )
+# With --onnxruntime only (None otherwise).
+ORT_FIGURES: Tuple[Tuple[str, Optional[str]], ...] = (
+    ("ort_ms_median", "ort_ratio"),
+    ("ort_ms_min", None),
+    ("ort_ms_max", None),
+    ("export_s", "export_ratio"),
+    ("onnx_nodes", "onnx_nodes_ratio"),
+)
+ONNX_FACTS: Tuple[str, ...] = ("onnx_exporter", "onnx_simplified")  # which exporter wrote it, simplified or not
 SETTINGS: Tuple[str, ...] = ("size", "tsize", "device", "precision", "threads", "train_batch", "repeats", "warmup")
 COLUMNS: Tuple[str, ...] = (
-    ("attention",) + SETTINGS + tuple(c for pair in FIGURES for c in pair if c) + ("error",)
+    ("attention",) + SETTINGS + tuple(c for pair in FIGURES + ORT_FIGURES for c in pair if c) + ONNX_FACTS
+    + ("error",)
 )
 
 
@@ -133,9 +157,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--jobs", type=bm.int_at_least(1), default=1,
                    help="memory workers at once (default 1; more only if the machine holds them all)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--onnxruntime", action="store_true",
+                   help="also export each row with the project's ONNX tool (timed, verified) and time onnxruntime")
+    p.add_argument("--no-onnxsim", action="store_true", help="with --onnxruntime: export without simplifying")
+    p.add_argument("--onnx-dir", type=Path, help="with --onnxruntime: keep the .onnx files here (default: a "
+                                                  "temporary folder, removed at the end)")
     p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
     p.add_argument("--worker", type=_attention_name, help=argparse.SUPPRESS)  # internal: memory of one row
     args = p.parse_args(argv)
+    if (args.no_onnxsim or args.onnx_dir) and not args.onnxruntime:
+        p.error("--no-onnxsim and --onnx-dir go with --onnxruntime")
     return args
 
 
@@ -209,6 +240,64 @@ def counted_gflops(model: nn.Module, tsize: int, device: torch.device) -> float:
     model.eval()
     with torch.no_grad():
         return bm.count_flops(lambda: model(images)) / 1e9
+
+
+# ---------------------------------------------------------------------------- onnx
+def _add_error(row: Dict, message: str) -> None:
+    row["error"] = f"{row['error']}; {message}" if row["error"] else message
+
+
+def export_onnx_row(args: argparse.Namespace, name: str, model: nn.Module, folder: Path) -> Dict:
+    """Export ``model`` with the project's ONNX tool, which verifies it in onnxruntime.
+
+    The model goes through a checkpoint, so the file holds this row's weights. Returns the file,
+    the tool's wall seconds, the node count and the tool's facts; ``{"error": ...}`` when the
+    tool cannot export or verify this model.
+    """
+    from yolox_attn.tools import export_onnx
+    from yolox_attn.tools.export_common import ExportCheckError
+
+    ckpt, path = folder / f"{name}.pth", folder / f"{name}.onnx"
+    torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, ckpt)
+    argv = ["-f", str(EXPS_DIR / f"yolox_{args.size}_cam.py"), "-c", str(ckpt), "--output-name", str(path),
+            "--decode_in_inference", *(["--no-onnxsim"] if args.no_onnxsim else []),
+            "attention", name, "test_size", f"({args.tsize},{args.tsize})"]
+    start = time.perf_counter()
+    try:
+        result = export_onnx.main(argv)
+    except (ExportCheckError, ValueError) as err:
+        return {"error": f"ONNX export failed: {str(err).splitlines()[0][:300]}"}
+    finally:
+        ckpt.unlink()
+    return {"path": str(path), "export_s": time.perf_counter() - start, "onnx_nodes": bm.onnx_node_count(str(path)),
+            "onnx_exporter": result.exporter, "onnx_simplified": result.simplified}
+
+
+def run_onnxruntime(args: argparse.Namespace, models: Dict[str, nn.Module], rows: Dict[str, Dict],
+                    folder: Path) -> None:
+    """Export every row, then time its onnxruntime session, repeats interleaved across rows."""
+    import numpy as np
+
+    sessions = {}
+    for i, (name, model) in enumerate(models.items()):
+        bm.log(f"[onnx] {i + 1}/{len(models)} {name}: export with yolox_attn.tools.export_onnx")
+        exported = export_onnx_row(args, name, model, folder)
+        if "error" in exported:
+            _add_error(rows[name], exported["error"])
+            bm.log(f"  [onnx] {name}: {exported['error']}")
+            continue
+        rows[name].update({k: v for k, v in exported.items() if k != "path"})
+        sessions[name] = bm.ort_session(exported["path"], args.threads)
+    image = make_inputs(1, args.tsize, torch.device("cpu"), args.seed)[0].numpy().astype(np.float32)
+    cases = {n: (lambda s=s: s.run(None, {s.get_inputs()[0].name: image})) for n, s in sessions.items()}
+    bm.log(f"[onnxruntime] {len(cases)} rows x ({args.warmup} warm-up + {args.repeats} repeats), interleaved")
+    for name, result in bm.interleaved_timings(cases, args.repeats, args.warmup, torch.device("cpu"),
+                                               "[onnxruntime]").items():
+        if isinstance(result, str):
+            _add_error(rows[name], result)
+            continue
+        rows[name].update(ort_ms_median=result.median_s * 1e3, ort_ms_min=result.min_s * 1e3,
+                          ort_ms_max=result.max_s * 1e3)
 
 
 # ---------------------------------------------------------------------------- worker
@@ -295,9 +384,18 @@ def run(args: argparse.Namespace) -> List[Dict]:
             rows[name][f"{key}_ms_min"] = result.min_s * 1e3
             rows[name][f"{key}_ms_max"] = result.max_s * 1e3
 
+    if args.onnxruntime and not args.no_timing:
+        models = {n: s.model for n, s in steps.items()}
+        if args.onnx_dir is None:
+            with tempfile.TemporaryDirectory(prefix="bench_onnx_") as folder:
+                run_onnxruntime(args, models, rows, Path(folder))
+        else:
+            args.onnx_dir.mkdir(parents=True, exist_ok=True)
+            run_onnxruntime(args, models, rows, args.onnx_dir)
+
     ref = rows["none"]
     for row in rows.values():
-        for column, ratio_column in FIGURES:
+        for column, ratio_column in FIGURES + ORT_FIGURES:
             if ratio_column:
                 row[ratio_column] = bm.ratio(row[column], ref[column])
     return [rows[n] for n in names]
@@ -331,6 +429,18 @@ def format_table(rows: List[Dict]) -> str:
             f"{bm.fmt(r['train_peak_mib'], '.1f'):>12s} {_x(r['train_peak_ratio']):>7s}"
             + (f"  error: {r['error']}" if r["error"] else "")
         )
+    if any(r["export_s"] is not None for r in rows):
+        lines += ["", f"ONNX Runtime (CPU provider, {s['threads']} threads, batch 1) of each row exported by "
+                      "yolox_attn.tools.export_onnx:",
+                  f"{'attention':10s} {'ORT infer ms med [min-max]':>34s} {'export s[4]':>16s} {'ONNX nodes':>16s} "
+                  f"{'exporter':>9s} {'simplified':>10s}"]
+        for r in rows:
+            ort = "-" if r["ort_ms_median"] is None else (
+                f"{r['ort_ms_median']:.1f} [{r['ort_ms_min']:.1f}-{r['ort_ms_max']:.1f}] {_x(r['ort_ratio'])}")
+            simplified = "-" if r["onnx_simplified"] is None else ("yes" if r["onnx_simplified"] else "no")
+            lines.append(f"{r['attention']:10s} {ort:>34s} {bm.fmt(r['export_s'], '.1f'):>8s} {_x(r['export_ratio']):>7s} "
+                         f"{bm.fmt(r['onnx_nodes'], 'd'):>8s} {_x(r['onnx_nodes_ratio']):>7s} "
+                         f"{r['onnx_exporter'] or '-':>9s} {simplified:>10s}")
     memory_note = (
         "growth of peak RSS (VmHWM, reset per phase) over RSS at the phase's start, fresh worker per row,\n"
         "    after model build and a 64x64 warm-up; coarse for tiny inputs (resident pages, not tensors)"
@@ -347,6 +457,9 @@ def format_table(rows: List[Dict]) -> str:
         "    (einsum included), 2 FLOPs per multiply-add; softmax/element-wise ops uncounted in both.",
         f"[3] {memory_note}.",
     ]
+    if any(r["export_s"] is not None for r in rows):
+        lines.append("[4] wall seconds of the export tool: torch.export, ONNX translation, simplification and its "
+                     "onnxruntime check.")
     return "\n".join(lines)
 
 

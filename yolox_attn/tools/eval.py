@@ -3,6 +3,9 @@
     python -m yolox_attn.tools.eval -f exps/yolox_s_cam.py -c best_ckpt.pth -b 8 -d 1 --conf 0.001
 
 Same flags and ``opts`` as YOLOX's tool (its parser is reused); ``--trt`` needs YOLOX's own tool.
+An exp whose ``compile_model`` is true evaluates the model compiled (``torch.compile``): on the
+CPU, YOLOX-s at 640 ran inference 13-28 % faster compiled, with or without attention (1 thread,
+batch 1), after 0.5-1.5 minutes of compiling.
 """
 
 import os
@@ -78,6 +81,9 @@ def main(exp, args, num_devices: int) -> str:
     if args.fuse:
         logger.info("\tFusing model...")
         model = fuse_model(model)
+    if getattr(exp, "compile_model", False):
+        logger.info("\tCompiling the model with torch.compile (the first batches compile it)")
+        model.compile()  # in place: the same module, attributes and state-dict keys
 
     with per_class_tables_as_fractions():  # YOLOX prints them in percent, under a summary in fractions
         *_, summary = evaluator.evaluate(model, is_distributed, args.fp16, None, None, exp.test_size)

@@ -7,8 +7,9 @@ the same flags and exports with torch's torch.export-based exporter (``dynamo=Tr
 ``--exporter auto`` (the default) a model that exporter cannot handle falls back to the legacy
 TorchScript-based exporter (deprecated in torch), and the log says which one wrote the file and
 why the fallback was needed; ``--exporter dynamo|legacy`` forces one. The file is simplified with
-onnxsim when that is installed, then run in onnxruntime and compared with PyTorch: at the export
-size, and with ``--dynamic`` at a second, non-square size with another batch size. Only a file
+onnxsim (a dependency on Python >= 3.11; where it is missing the log says so and the file stays as
+exported; ``--no-onnxsim`` skips it), then run in onnxruntime and compared with PyTorch: at the
+export size, and with ``--dynamic`` at a second, non-square size with another batch size. Only a file
 within ``--atol`` reaches ``--output-name``; a failed check exits non-zero and writes nothing.
 """
 
