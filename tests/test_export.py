@@ -396,8 +396,9 @@ def test_second_size_is_non_square_multiple_of_32():
 
 
 def test_opset_11_explains_einsum(checkpoints, tmp_path):
-    ckpt, _ = checkpoints["cca"]
+    # non-local keeps its einsum (CCA's batched matmuls export at opset 11)
+    ckpt, _ = checkpoints["nonlocal"]
     # below opset 18 only the legacy exporter is tried (it warns: deprecated in torch)
     with pytest.raises(ExportCheckError, match="opset 11"), deprecated_torch_path("legacy TorchScript-based"):
         export_onnx.main(["-f", EXP_FILE, "-c", str(ckpt), "-o", "11", "--output-name",
-                          str(tmp_path / "cca11.onnx"), *_opts("cca")])
+                          str(tmp_path / "nonlocal11.onnx"), *_opts("nonlocal")])

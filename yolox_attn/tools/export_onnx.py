@@ -66,7 +66,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", "--opset", default=DEFAULT_OPSET, type=int,
         help=f"onnx opset version (default {DEFAULT_OPSET}; below {DYNAMO_MIN_OPSET} only the legacy exporter "
-             "is used; YOLOX's default 11 cannot export CCA and non-local attention, whose einsum needs >= 12)",
+             "is used; YOLOX's default 11 cannot export non-local and EMA attention, whose einsum needs >= 12)",
     )
     parser.add_argument("--dynamic", action="store_true",
                         help=f"dynamic batch, height and width (multiples of 32, from {MIN_DYNAMIC_SIDE} px)")
