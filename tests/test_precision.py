@@ -1,4 +1,5 @@
-"""``--fp16`` on a CPU: bfloat16 only where the CPU has native bf16, else float32; box decoding in float32."""
+"""The CPU trainer's step: ``--fp16`` is bfloat16 only where the CPU has native bf16, else float32; box
+decoding in float32; ``compile_model`` compiles the backbone."""
 
 import pytest
 import torch
@@ -21,13 +22,13 @@ def test_native_bf16_from_cpu_flags(monkeypatch, text, native):
     assert precision.cpu_native_bf16() is native
 
 
-def _trainer(tmp_path, tiny_shapes, fp16):
+def _trainer(tmp_path, tiny_shapes, fp16, *extra_opts):
     from yolox.exp import get_exp
     from yolox.tools.train import make_parser
 
     _, opts = tiny_shapes
     argv = ["-f", str(EXP), "-d", "1", "-b", "2", *(["--fp16"] if fp16 else []),
-            *opts, "output_dir", str(tmp_path), "max_epoch", "1", "mosaic_prob", "0.0"]
+            *opts, "output_dir", str(tmp_path), "max_epoch", "1", "mosaic_prob", "0.0", *extra_opts]
     args = make_parser().parse_args(argv)
     exp = get_exp(args.exp_file, None)
     exp.merge(args.opts)
@@ -53,6 +54,29 @@ def test_cpu_trainer_step_runs_in_the_chosen_dtype(monkeypatch, tmp_path, tiny_s
     trainer.epoch, trainer.iter = 0, 0
     trainer.train_one_iter()
     assert seen == {"dark3": expected, "reg": expected}
+
+
+def test_compile_model_compiles_the_backbone_in_place(monkeypatch, tmp_path, tiny_shapes):
+    # dynamo traces for real; the eager backend only skips inductor's minutes of code generation
+    compiled = []
+    compile_module = torch.nn.Module.compile
+
+    def eager_compile(module, **kwargs):
+        compiled.append((type(module).__name__, kwargs))
+        compile_module(module, backend="eager", **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+    trainer = _trainer(tmp_path, tiny_shapes, False, "compile_model", "True")
+    trainer.before_train()
+    assert compiled == [("AttentionPAFPN", {"dynamic": False})]
+    assert "backbone.attention.dark3.attn.conv1.weight" in trainer.model.state_dict()  # keys unchanged
+    assert trainer.ema_model.ema.backbone._compiled_call_impl is None
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    trainer.epoch, trainer.iter = 0, 0
+    trainer.train_one_iter()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
+    assert trainer.model.backbone.attention["dark3"].gate.grad is not None
 
 
 def test_fallback_is_said_once_in_one_line(monkeypatch):

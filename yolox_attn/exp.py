@@ -118,6 +118,8 @@ class AttentionExp(Exp):
             default) takes ``seed``. With both None, YOLOX's random seeding is kept.
         finetune_schedule: the exp options of this exp's fine-tuning schedule, which the
             ablation tool applies to runs that continue from a checkpoint (``{}``: the exp's own).
+        compile_model: True runs the model through ``torch.compile`` in the trainers and the eval
+            tool (each input size compiles once, for minutes; see docs/benchmarks.md).
     """
 
     def __init__(self):
@@ -133,6 +135,7 @@ class AttentionExp(Exp):
         self.attention_stats_interval = 0
         self.data_seed = None
         self.finetune_schedule = {}
+        self.compile_model = False
         self.data_dir = default_data_dir()
         self.data_start_epoch = 0  # set by the trainers before the loader starts (resumed runs)
         self.last_eval = (0.0, 0.0)

@@ -84,7 +84,19 @@ class AttentionTrainer(Trainer):
 
     def before_train(self):
         super().before_train()
+        self.compile_if_asked()
         self.start_records()
+
+    def compile_if_asked(self) -> None:
+        if not getattr(self.exp, "compile_model", False):
+            return
+        # The backbone and neck (attention included), whose shapes follow the input size only; the
+        # head's loss has data-dependent shapes. In place, after the EMA copy (which evaluates
+        # uncompiled): same modules, same state-dict keys. Static shapes, since the dynamic graph
+        # of a whole ACmix model fails to compile.
+        logger.info("Compiling the backbone with torch.compile (each new input size compiles once)")
+        model = self.model.module if isinstance(self.model, DDP) else self.model
+        model.backbone.compile(dynamic=False)
 
     def start_records(self) -> None:
         self.metrics_path = os.path.join(self.file_name, METRICS_FILE)
@@ -230,6 +242,7 @@ class CPUTrainer(AttentionTrainer):
             self.ema_model = ModelEMA(model, 0.9998)
             self.ema_model.updates = self.max_iter * self.start_epoch
         self.model = model
+        self.compile_if_asked()
         self.evaluator = self.exp.get_evaluator(batch_size=self.args.batch_size, is_distributed=self.is_distributed)
         if self.rank == 0:
             if self.args.logger != "tensorboard":
