@@ -115,7 +115,7 @@ def test_cpu_peak_memory_per_phase_in_a_worker():
     del big
     code = (
         "import json, torch\n"
-        "from yolox_attn.benchmarking import measure_peaks\n"
+        "from yolox_attn.tools.benchmarking import measure_peaks\n"
         "def alloc(mib):\n"
         "    t = torch.ones(mib * 2**18)\n"
         "    t += 1\n"

@@ -24,7 +24,7 @@ row (plain YOLOX, always measured):
 * training step: forward with targets, backward, SGD step (YOLOX's optimizer at its warm-up
   start lr, so every repeat does the same work), at ``--train-batch``.
 * peak memory of one inference and of one training step, each row in a fresh worker process,
-  after model build and a 64x64 warm-up (see ``yolox_attn.benchmarking``). CPU (Linux): peak RSS
+  after model build and a 64x64 warm-up (see ``yolox_attn.tools.benchmarking``). CPU (Linux): peak RSS
   (VmHWM, reset through /proc/self/clear_refs before each phase) over the RSS at the phase's
   start, with freed heap returned to the OS first (malloc_trim) and a fixed glibc mmap threshold
   (large tensors unmapped when freed). CUDA:
@@ -60,7 +60,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from yolox_attn import benchmarking as bm
+from yolox_attn.tools import benchmarking as bm
 
 SIZES: Tuple[str, ...] = ("nano", "tiny", "s", "m", "l", "x")
 ATTENTIONS: Tuple[str, ...] = ("none", "ca", "cca", "acmix", "nonlocal")  # the default rows

@@ -10,7 +10,7 @@ GPU memory and 85% fewer FLOPs. For each square map side this measures, for both
 * forward FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` (every conv/matmul/bmm, einsum
   included, 2 FLOPs per multiply-add; softmax and element-wise ops are not counted);
 * peak memory of a forward under ``torch.no_grad`` and of forward + backward (to the input and the
-  parameters), each (module, side) in a fresh worker process (see ``yolox_attn.benchmarking``):
+  parameters), each (module, side) in a fresh worker process (see ``yolox_attn.tools.benchmarking``):
   after building module and input and a 3x3 warm-up. CPU (Linux): peak RSS (VmHWM, reset
   through /proc/self/clear_refs before each phase) over the RSS at the phase's start; CUDA:
   torch.cuda.max_memory_allocated over the memory allocated at the phase's start;
@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from yolox_attn import benchmarking as bm
+from yolox_attn.tools import benchmarking as bm
 
 MODULES = ("cca", "nonlocal")
 LABELS = {"cca": "RCCA (R=2)", "nonlocal": "non-local"}

@@ -11,7 +11,7 @@ Pairs (same weights, same input):
   outputs would say nothing).
 
 One step is a forward and a backward of ``y.float().sum()`` (to the input and the parameters).
-Measured with ``yolox_attn.benchmarking``, as ``tools/bench.py`` and ``tools/bench_ccnet.py`` do:
+Measured with ``yolox_attn.tools.benchmarking``, as ``tools/bench.py`` and ``tools/bench_ccnet.py`` do:
 
 * time: every case in this process, ``--warmup`` + ``--repeats`` steps round-robin across the
   cases (so a shared machine's drift hits all alike); median [min, max] of the repeats;
@@ -37,7 +37,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from yolox_attn import benchmarking as bm
+from yolox_attn.tools import benchmarking as bm
 
 PAIRS: Tuple[str, ...] = ("acmix", "cca")
 # (pair, implementation) -> label; the first implementation of a pair is the fast one.

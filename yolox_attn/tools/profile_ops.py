@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from yolox_attn import benchmarking as bm
+from yolox_attn.tools import benchmarking as bm
 from yolox_attn.tools import bench
 
 RUNTIMES: Tuple[str, ...] = ("torch", "onnxruntime")
