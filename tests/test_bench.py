@@ -67,7 +67,7 @@ def test_bench_ratios_and_flops(bench_run):
 def test_bench_without_onnxruntime_leaves_its_columns_empty(bench_run):
     bench_rows, _ = bench_run
     for row in bench_rows:
-        assert all(row[c] is None for pair in bench.ORT_FIGURES for c in pair if c), row["attention"]
+        assert all(row[c] is None for pair in bench.ORT_FIGURES + bench.COMPILE_FIGURES for c in pair if c), row["attention"]
         assert row["onnx_exporter"] is None and row["onnx_simplified"] is None
 
 
@@ -90,6 +90,30 @@ def test_bench_onnxruntime_exports_times_and_reports_what_cannot_export(tmp_path
     assert "ONNX export failed" in bat["error"] and "cannot be exported" in bat["error"]
     assert bat["infer_ms_median"] is not None and bat["ort_ms_median"] is None and bat["export_s"] is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.onnx", "none.onnx"]  # checkpoints removed
+
+
+def test_bench_compile_times_the_compile_model_forms(monkeypatch, capsys):
+    # dynamo traces for real; the eager backend skips inductor's minutes of code generation
+    compiled = []
+    compile_module = torch.nn.Module.compile
+
+    def eager_compile(module, **kwargs):
+        compiled.append((type(module).__name__, kwargs))
+        compile_module(module, backend="eager", **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+    rows = bench.main(["--size", "nano", "--tsize", "64", "--attentions", "ca", "--repeats", "1", "--warmup", "0",
+                       "--threads", "1", "--device", "cpu", "--compile"])
+    assert sorted(compiled) == sorted([("AttentionPAFPN", {"dynamic": False}), ("YOLOX", {"dynamic": False})] * 2)
+    none, ca = rows
+    for row in rows:
+        for column, _ in bench.COMPILE_FIGURES:
+            assert row[column] is not None and row[column] > 0, (row["attention"], column)
+        for column, compiled_column, eager_column in bench.VS_EAGER:
+            assert row[column] == pytest.approx(row[compiled_column] / row[eager_column])
+    assert none["infer_compiled_ratio"] == pytest.approx(1.0)
+    assert ca["train_compiled_ratio"] == pytest.approx(ca["train_compiled_ms_median"] / none["train_compiled_ms_median"])
+    assert "torch.compile (static shapes)" in capsys.readouterr().out
 
 
 def test_bench_reports_an_infeasible_row(monkeypatch, capsys):

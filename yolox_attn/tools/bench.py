@@ -2,7 +2,7 @@
 
     python -m yolox_attn.tools.bench [--size s] [--tsize 640] [--attentions none,ca,cca,acmix,nonlocal]
         [--repeats N] [--warmup N] [--threads 2] [--train-batch 1] [--device auto|cpu|cuda] [--json]
-        [--no-timing] [--onnxruntime [--no-onnxsim] [--onnx-dir DIR]]
+        [--no-timing] [--onnxruntime [--no-onnxsim] [--onnx-dir DIR]] [--compile]
     python -m yolox_attn.tools.bench --list
 
 ``--attentions`` takes any registered name (``--list`` shows them with one line each) or ``all``;
@@ -41,6 +41,12 @@ verifies the file against PyTorch in onnxruntime before writing it:
   interleaved across the rows like the PyTorch columns (on the CPU whatever ``--device`` is).
 
 A row whose model cannot be exported reports why instead of these columns.
+
+With ``--compile``, each row is also timed as the ``compile_model`` exp option runs it (static
+shapes, fresh models): inference through the whole model compiled, as the eval tool does, and
+training steps with the backbone (neck and attention) compiled, as the trainers do. Its columns:
+both times (ratios to ``none`` compiled, and to the row's eager time), and compile s, the wall
+seconds of the first compiled inference and training step.
 
 Timings run in this process with the repeats interleaved across attentions (round-robin), so a
 shared machine's drift hits every row alike; the memory workers run before them. CPU runs in
@@ -91,11 +97,25 @@ ORT_FIGURES: Tuple[Tuple[str, Optional[str]], ...] = (
     ("export_s", "export_ratio"),
     ("onnx_nodes", "onnx_nodes_ratio"),
 )
+# With --compile only: the compile_model forms' times, ratios to none's compiled times, and to the row's eager times.
+COMPILE_FIGURES: Tuple[Tuple[str, Optional[str]], ...] = (
+    ("infer_compiled_ms_median", "infer_compiled_ratio"),
+    ("infer_compiled_ms_min", None),
+    ("infer_compiled_ms_max", None),
+    ("train_compiled_ms_median", "train_compiled_ratio"),
+    ("train_compiled_ms_min", None),
+    ("train_compiled_ms_max", None),
+    ("compile_s", None),
+)
+VS_EAGER: Tuple[Tuple[str, str, str], ...] = (
+    ("infer_compiled_vs_eager", "infer_compiled_ms_median", "infer_ms_median"),
+    ("train_compiled_vs_eager", "train_compiled_ms_median", "train_ms_median"),
+)
 ONNX_FACTS: Tuple[str, ...] = ("onnx_exporter", "onnx_simplified")  # which exporter wrote it, simplified or not
 SETTINGS: Tuple[str, ...] = ("size", "tsize", "device", "precision", "threads", "train_batch", "repeats", "warmup")
 COLUMNS: Tuple[str, ...] = (
-    ("attention",) + SETTINGS + tuple(c for pair in FIGURES + ORT_FIGURES for c in pair if c) + ONNX_FACTS
-    + ("error",)
+    ("attention",) + SETTINGS + tuple(c for pair in FIGURES + ORT_FIGURES + COMPILE_FIGURES for c in pair if c)
+    + tuple(v[0] for v in VS_EAGER) + ONNX_FACTS + ("error",)
 )
 
 
@@ -162,6 +182,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--no-onnxsim", action="store_true", help="with --onnxruntime: export without simplifying")
     p.add_argument("--onnx-dir", type=Path, help="with --onnxruntime: keep the .onnx files here (default: a "
                                                   "temporary folder, removed at the end)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time each row as the compile_model exp option runs it (torch.compile, static "
+                        "shapes): the whole model for inference, the backbone for the training step")
     p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
     p.add_argument("--worker", type=_attention_name, help=argparse.SUPPRESS)  # internal: memory of one row
     args = p.parse_args(argv)
@@ -203,15 +226,16 @@ class Steps:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device):
         self.model = model
+        self.inference_model = model
         self.optimizer = optimizer
         self.device = device
         self.amp = device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
     def infer(self, images: torch.Tensor) -> None:
-        self.model.eval()
+        self.inference_model.eval()
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            self.model(images)
+            self.inference_model(images)
 
     def train(self, images: torch.Tensor, targets: torch.Tensor) -> None:
         self.model.train()
@@ -330,6 +354,25 @@ def _worker_argv(args: argparse.Namespace, attention: str) -> List[str]:
 
 
 # ------------------------------------------------------------------------------- run
+class CompiledSteps(Steps):
+    """The same closures as ``compile_model`` runs them: inference through the whole model compiled
+    (the eval tool), training with the backbone compiled (the trainers); one fresh model for each."""
+
+    def __init__(self, size: str, attention: str, device: torch.device):
+        model, optimizer = build_model(size, attention, device)
+        model.backbone.compile(dynamic=False)
+        super().__init__(model, optimizer, device)
+        self.inference_model, _ = build_model(size, attention, device)
+        self.inference_model.compile(dynamic=False)
+
+    def compile_seconds(self, images1: torch.Tensor, images: torch.Tensor, targets: torch.Tensor) -> float:
+        """Seconds of the first inference and the first training step, which compile."""
+        start = time.perf_counter()
+        self.infer(images1)
+        self.train(images, targets)
+        return time.perf_counter() - start
+
+
 def run(args: argparse.Namespace) -> List[Dict]:
     """Measure every row; return the rows with every column of ``COLUMNS``."""
     torch.set_num_threads(args.threads)
@@ -374,6 +417,17 @@ def run(args: argparse.Namespace) -> List[Dict]:
         ("infer", "[inference]", {n: (lambda s=s: s.infer(images1)) for n, s in steps.items()}),
         ("train", "[train step]", {n: (lambda s=s: s.train(images, targets)) for n, s in steps.items()}),
     )
+    if args.compile and not args.no_timing:
+        compiled = {}
+        for name in steps:
+            bm.log(f"[compile] {name}: first inference and training step")
+            compiled[name] = CompiledSteps(args.size, name, device)
+            rows[name]["compile_s"] = compiled[name].compile_seconds(images1, images, targets)
+        phases += (
+            ("infer_compiled", "[inference, compiled]", {n: (lambda s=s: s.infer(images1)) for n, s in compiled.items()}),
+            ("train_compiled", "[train step, compiled]",
+             {n: (lambda s=s: s.train(images, targets)) for n, s in compiled.items()}),
+        )
     for key, label, cases in phases:
         bm.log(f"{label} {len(cases)} rows x ({args.warmup} warm-up + {args.repeats} repeats), interleaved")
         for name, result in bm.interleaved_timings(cases, args.repeats, args.warmup, device, label).items():
@@ -395,9 +449,11 @@ def run(args: argparse.Namespace) -> List[Dict]:
 
     ref = rows["none"]
     for row in rows.values():
-        for column, ratio_column in FIGURES + ORT_FIGURES:
+        for column, ratio_column in FIGURES + ORT_FIGURES + COMPILE_FIGURES:
             if ratio_column:
                 row[ratio_column] = bm.ratio(row[column], ref[column])
+        for column, compiled, eager in VS_EAGER:
+            row[column] = bm.ratio(row[compiled], row[eager])
     return [rows[n] for n in names]
 
 
@@ -441,6 +497,17 @@ def format_table(rows: List[Dict]) -> str:
             lines.append(f"{r['attention']:10s} {ort:>34s} {bm.fmt(r['export_s'], '.1f'):>8s} {_x(r['export_ratio']):>7s} "
                          f"{bm.fmt(r['onnx_nodes'], 'd'):>8s} {_x(r['onnx_nodes_ratio']):>7s} "
                          f"{r['onnx_exporter'] or '-':>9s} {simplified:>10s}")
+    if any(r["compile_s"] is not None for r in rows):
+        lines += ["", "torch.compile (static shapes) as compile_model runs it: inference through the whole model "
+                      "compiled, training steps with the backbone compiled; ratios to 'none' compiled, then to "
+                      "the row's eager time:",
+                  f"{'attention':10s} {'infer ms compiled':>26s} {'vs eager':>9s} {'train step ms compiled':>28s} "
+                  f"{'vs eager':>9s} {'compile s[5]':>13s}"]
+        for r in rows:
+            lines.append(f"{r['attention']:10s} {bm.fmt(r['infer_compiled_ms_median'], '.1f'):>18s} "
+                         f"{_x(r['infer_compiled_ratio']):>7s} {_x(r['infer_compiled_vs_eager']):>9s} "
+                         f"{bm.fmt(r['train_compiled_ms_median'], '.1f'):>20s} {_x(r['train_compiled_ratio']):>7s} "
+                         f"{_x(r['train_compiled_vs_eager']):>9s} {bm.fmt(r['compile_s'], '.1f'):>13s}")
     memory_note = (
         "growth of peak RSS (VmHWM, reset per phase) over RSS at the phase's start, fresh worker per row,\n"
         "    after model build and a 64x64 warm-up; coarse for tiny inputs (resident pages, not tensors)"
@@ -460,6 +527,8 @@ def format_table(rows: List[Dict]) -> str:
     if any(r["export_s"] is not None for r in rows):
         lines.append("[4] wall seconds of the export tool: torch.export, ONNX translation, simplification and its "
                      "onnxruntime check.")
+    if any(r["compile_s"] is not None for r in rows):
+        lines.append("[5] wall seconds of the first compiled inference and training step, which compile both graphs.")
     return "\n".join(lines)
 
 
