@@ -27,6 +27,21 @@ def exp_loader():
     return load_exp
 
 
+@pytest.fixture
+def eager_compile(monkeypatch):
+    """``nn.Module.compile`` with dynamo's eager backend: dynamo traces for real, without inductor's
+    minutes of code generation. Returns the (module class name, keyword arguments) of each call."""
+    calls = []
+    compile_module = torch.nn.Module.compile
+
+    def compile_eagerly(module, **kwargs):
+        calls.append((type(module).__name__, kwargs))
+        compile_module(module, backend="eager", **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "compile", compile_eagerly)
+    return calls
+
+
 def small_exp(attention="ca", **attrs):
     """A YOLOX-nano-sized AttentionExp for fast model tests."""
     from yolox_attn.exp import AttentionExp

@@ -92,19 +92,10 @@ def test_bench_onnxruntime_exports_times_and_reports_what_cannot_export(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.onnx", "none.onnx"]  # checkpoints removed
 
 
-def test_bench_compile_times_the_compile_model_forms(monkeypatch, capsys):
-    # dynamo traces for real; the eager backend skips inductor's minutes of code generation
-    compiled = []
-    compile_module = torch.nn.Module.compile
-
-    def eager_compile(module, **kwargs):
-        compiled.append((type(module).__name__, kwargs))
-        compile_module(module, backend="eager", **kwargs)
-
-    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+def test_bench_compile_times_the_compile_model_forms(eager_compile, capsys):
     rows = bench.main(["--size", "nano", "--tsize", "64", "--attentions", "ca", "--repeats", "1", "--warmup", "0",
                        "--threads", "1", "--device", "cpu", "--compile"])
-    assert sorted(compiled) == sorted([("AttentionPAFPN", {"dynamic": False}), ("YOLOX", {"dynamic": False})] * 2)
+    assert sorted(eager_compile) == sorted([("AttentionPAFPN", {"dynamic": False}), ("YOLOX", {"dynamic": False})] * 2)
     none, ca = rows
     for row in rows:
         for column, _ in bench.COMPILE_FIGURES:

@@ -56,19 +56,10 @@ def test_cpu_trainer_step_runs_in_the_chosen_dtype(monkeypatch, tmp_path, tiny_s
     assert seen == {"dark3": expected, "reg": expected}
 
 
-def test_compile_model_compiles_the_backbone_in_place(monkeypatch, tmp_path, tiny_shapes):
-    # dynamo traces for real; the eager backend only skips inductor's minutes of code generation
-    compiled = []
-    compile_module = torch.nn.Module.compile
-
-    def eager_compile(module, **kwargs):
-        compiled.append((type(module).__name__, kwargs))
-        compile_module(module, backend="eager", **kwargs)
-
-    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+def test_compile_model_compiles_the_backbone_in_place(eager_compile, tmp_path, tiny_shapes):
     trainer = _trainer(tmp_path, tiny_shapes, False, "compile_model", "True")
     trainer.before_train()
-    assert compiled == [("AttentionPAFPN", {"dynamic": False})]
+    assert eager_compile == [("AttentionPAFPN", {"dynamic": False})]
     assert "backbone.attention.dark3.attn.conv1.weight" in trainer.model.state_dict()  # keys unchanged
     assert trainer.ema_model.ema.backbone._compiled_call_impl is None
     torch._dynamo.reset()
