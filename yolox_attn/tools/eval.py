@@ -3,9 +3,9 @@
     python -m yolox_attn.tools.eval -f exps/yolox_s_cam.py -c best_ckpt.pth -b 8 -d 1 --conf 0.001
 
 Same flags and ``opts`` as YOLOX's tool (its parser is reused); ``--trt`` needs YOLOX's own tool.
-An exp whose ``compile_model`` is true evaluates the model compiled (``torch.compile``): on the
-CPU, YOLOX-s at 640 ran inference 13-28 % faster compiled, with or without attention (1 thread,
-batch 1), after 0.5-1.5 minutes of compiling.
+An exp whose ``compile_model`` is true evaluates the model compiled (``torch.compile``): on a
+2-core CPU, YOLOX-s at 640 ran inference 22-34 % faster compiled, with or without attention
+(batch 1), after one to four minutes of compiling (docs/benchmarks.md, ``bench --compile``).
 """
 
 import os
