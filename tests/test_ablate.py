@@ -289,7 +289,7 @@ def test_finetune_and_launch_errors_name_the_cause(capsys):
         ablate.main(["-f", str(EXP), "--seeds", "0", "max_epochs", "3"])
     with pytest.raises(SystemExit):
         ablate.main(["-f", str(EXP), "--jobs", "0"])
-    assert "argument --jobs: must be >= 1, got 0" in capsys.readouterr().err
+    assert "argument --jobs: '0' is not an integer >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         ablate.main(["-f", str(EXP), "--pretrain-epochs", "2", "--finetune-from", "x.pth"])
     assert "not allowed with argument" in capsys.readouterr().err

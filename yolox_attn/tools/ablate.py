@@ -35,6 +35,7 @@ from ..ablation import (BASELINE, LAUNCHERS, RESERVED_OPTS, Grid, Run, as_opts, 
                         run_grid, run_record, write_reports)
 from ..attention import canonical_name
 from ..preflight import load_exp
+from .benchmarking import int_at_least
 
 # The tool's options by how many values they take (the rest are flags); see split_argv.
 ONE_VALUE = ("-f", "--exp_file", "-b", "--batch-size", "-d", "--devices", "--output-dir", "--finetune-from",
@@ -55,17 +56,7 @@ def _attention(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _int_from(low: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    return parse
-
-
-_positive, _seed = _int_from(1), _int_from(0)
+_positive, _seed = int_at_least(1), int_at_least(0)
 
 
 def _parameter(text: str):
