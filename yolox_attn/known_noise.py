@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import warnings
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 YOLOX_AMP_DEPRECATION = r"`torch\.cuda\.amp\.(GradScaler|autocast)\(args\.\.\.\)` is deprecated"
 
@@ -45,11 +45,17 @@ def without_stderr(fn: Callable) -> Callable:
     return quiet
 
 
+def yolox_tool() -> Optional[str]:
+    """The module name of YOLOX's tool running as ``__main__`` (``yolox.tools.train``, ...), if one is.
+    Here, with the standard library only, because the package's import runs it."""
+    name = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
+    return name if isinstance(name, str) and name.startswith("yolox.tools.") else None
+
+
 def silence_known_noise() -> None:
     """Install the warning filter, and quiet the train tool's GPU count where nvidia-smi is missing."""
     warnings.filterwarnings("ignore", message=YOLOX_AMP_DEPRECATION, category=FutureWarning, module=r"yolox\.")
     main = sys.modules.get("__main__")
-    tool = getattr(getattr(main, "__spec__", None), "name", None)  # as preflight.yolox_tool, without its imports
     count = getattr(main, "get_num_devices", None)
-    if tool == "yolox.tools.train" and callable(count) and shutil.which("nvidia-smi") is None:
+    if yolox_tool() == "yolox.tools.train" and callable(count) and shutil.which("nvidia-smi") is None:
         main.get_num_devices = without_stderr(count)

@@ -18,6 +18,7 @@ from loguru import logger
 from yolox.utils.logger import StreamToLoguru
 
 from .checkpoint import check_weights, load_checkpoint, model_state
+from .known_noise import yolox_tool
 
 MAKE_SHAPES = "python -m yolox_attn.tools.make_shapes --out datasets/shapes"
 
@@ -104,12 +105,6 @@ def require_annotations(data_dir: str, json_file: str) -> str:
 # YOLOX's tools that merge an exp's opts (so an exp can check their run), and what each does
 _YOLOX_TOOLS = {"yolox.tools.eval": "evaluation", "yolox.tools.export_onnx": "export",
                 "yolox.tools.export_torchscript": "export"}
-
-
-def yolox_tool() -> Optional[str]:
-    """The module name of YOLOX's tool running as ``__main__`` (``yolox.tools.train``, ...), if one is."""
-    name = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
-    return name if isinstance(name, str) and name.startswith("yolox.tools.") else None
 
 
 def check_yolox_tool_run(exp) -> None:
