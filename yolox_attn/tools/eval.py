@@ -83,7 +83,10 @@ def main(exp, args, num_devices: int) -> str:
         model = fuse_model(model)
     if getattr(exp, "compile_model", False):
         logger.info("\tCompiling the model with torch.compile (the first batches compile it)")
-        model.compile()  # in place: the same module, attributes and state-dict keys
+        # in place (the same module, attributes and state-dict keys), static shapes as in the trainers
+        # and bench --compile: a smaller last batch compiles once more rather than a dynamic graph,
+        # which a whole ACmix model fails to compile
+        model.compile(dynamic=False)
 
     with per_class_tables_as_fractions():  # YOLOX prints them in percent, under a summary in fractions
         *_, summary = evaluator.evaluate(model, is_distributed, args.fp16, None, None, exp.test_size)
