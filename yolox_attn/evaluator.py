@@ -1,68 +1,100 @@
-"""YOLOX's COCO evaluator on whatever device the model is on, and per-class tables in COCO's unit."""
+"""YOLOX's evaluators on the CPU, what their numbers are, and per-class tables in COCO's unit."""
 
 import contextlib
 import itertools
-import time
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from tabulate import tabulate
-from tqdm import tqdm
-from yolox.evaluators import COCOEvaluator
-from yolox.utils import gather, is_main_process, postprocess, synchronize
+
+from .patching import replaced
 
 
-def _sync(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.time()
+def _skipping_empty_detections(write_results):
+    # YOLOX skips an image without detections of a class by `dets == []`, which numpy 2 refuses
+    # for the empty (0, 5) arrays its VOC evaluator passes ("operands could not be broadcast"):
+    # those are passed as [] instead.
+    def write(dataset, all_boxes):
+        return write_results(dataset, [[boxes if len(boxes) else [] for boxes in per_image]
+                                       for per_image in all_boxes])
+    return write
 
 
-class DeviceCOCOEvaluator(COCOEvaluator):
-    """``COCOEvaluator.evaluate`` without the hard-coded CUDA tensor types.
+@contextlib.contextmanager
+def yolox_evaluation(evaluator=None) -> Iterator[None]:
+    """Inside, YOLOX's evaluators run here, whatever the device and numpy.
 
-    Images go to the model's device; ``half=True`` runs the model in pure half precision as
-    YOLOX's ``--fp16`` evaluation does. The COCO AP computation is YOLOX's own.
+    Without CUDA, ``torch.cuda.FloatTensor``/``HalfTensor`` (which their ``evaluate`` casts
+    images to and builds its timing statistics with) are the CPU's tensor types, and
+    ``evaluator``'s loader, if given, stops asking for pinned memory. YOLOX's VOC evaluation
+    writes its result files with a test that numpy 2 refuses; it gets lists it accepts.
     """
+    from yolox.data.datasets.voc import VOCDetection
 
-    def evaluate(self, model, distributed=False, half=False, trt_file=None, decoder=None, test_size=None):
-        if trt_file is not None:
-            raise ValueError("TensorRT evaluation needs YOLOX's COCOEvaluator on a CUDA machine")
-        model = model.eval()
-        if half:
-            model = model.half()
-        param = next(model.parameters())
-        device, dtype = param.device, param.dtype
-        progress = tqdm if is_main_process() else iter
+    with contextlib.ExitStack() as stack:
+        if not torch.cuda.is_available():
+            loader = getattr(evaluator, "dataloader", None)
+            if loader is not None:
+                loader.pin_memory = False
+            stack.enter_context(replaced(torch.cuda, FloatTensor=torch.FloatTensor, HalfTensor=torch.HalfTensor))
+        write = _skipping_empty_detections(VOCDetection._write_voc_results_file)
+        stack.enter_context(replaced(VOCDetection, _write_voc_results_file=write))
+        yield
 
-        data_list = []
-        inference_time = nms_time = 0.0
-        n_samples = max(len(self.dataloader) - 1, 1)
-        for cur_iter, (imgs, _, info_imgs, ids) in enumerate(progress(self.dataloader)):
-            with torch.no_grad():
-                imgs = imgs.to(device=device, dtype=dtype)
-                # The last batch may be short, so it is left out of the timing as YOLOX does.
-                timed = cur_iter < len(self.dataloader) - 1
-                start = _sync(device)
-                outputs = model(imgs)
-                if decoder is not None:
-                    outputs = decoder(outputs, dtype=outputs.type())
-                infer_end = _sync(device)
-                outputs = postprocess(outputs, self.num_classes, self.confthre, self.nmsthre)
-                nms_end = _sync(device)
-                if timed:
-                    inference_time += infer_end - start
-                    nms_time += nms_end - infer_end
-            data_list.extend(self.convert_to_coco_format(outputs, info_imgs, ids))
 
-        statistics = torch.tensor([inference_time, nms_time, n_samples], dtype=torch.float32, device=device)
-        if distributed:
-            data_list = list(itertools.chain(*gather(data_list, dst=0)))
-            torch.distributed.reduce(statistics, dst=0)
-        results = self.evaluate_prediction(data_list, statistics.cpu())
-        synchronize()
-        return results
+# What each of YOLOX's evaluators returns as (AP, AP50): COCO's, or VOC's as YOLOX computes it
+# (``VOCDetection.evaluate_detections``: the mean of VOC APs at IoU 0.50:0.05:0.95, and the AP
+# at 0.50; VOC2007's 11-point AP for years before 2010). Its evaluator's variable names say
+# "mAP50, mAP70"; the values are those two.
+METRICS = {"coco": ("COCO AP", "COCO AP50"), "voc": ("VOC mAP@[.5:.95]", "VOC mAP50")}
+
+
+def metric_of(evaluator) -> str:
+    """``"voc"`` for YOLOX's VOC evaluator, else ``"coco"``."""
+    from yolox.evaluators import VOCEvaluator
+
+    return "voc" if isinstance(evaluator, VOCEvaluator) else "coco"
+
+
+def scores_of(result) -> Tuple[float, float]:
+    """(AP, AP50) from what an evaluator's ``evaluate`` returned: ``(ap, ap50, summary)``, or
+    ``((ap, ap50, summary), predictions)`` with YOLOX's ``return_outputs=True``."""
+    first = result[0]
+    ap, ap50 = (first[0], first[1]) if isinstance(first, tuple) else (result[0], result[1])
+    return float(ap), float(ap50)
+
+
+# COCO's 12 summary lines (pycocotools' COCOeval.summarize): (AP or AR, IoU, area, max detections)
+_COCO_SUMMARY_ROWS = [("Precision", "AP", iou, area, dets) for iou, area, dets in (
+    ("0.50:0.95", "all", 100), ("0.50", "all", 100), ("0.75", "all", 100), ("0.50:0.95", "small", 100),
+    ("0.50:0.95", "medium", 100), ("0.50:0.95", "large", 100))] + [("Recall", "AR", "0.50:0.95", area, dets)
+    for area, dets in (("all", 1), ("all", 10), ("all", 100), ("small", 100), ("medium", 100), ("large", 100))]
+
+
+def zero_coco_summary() -> str:
+    """COCO's summary lines, every value 0 (what COCO would print for no detections)."""
+    return "\n".join(f" Average {kind:<9} ({short}) @[ IoU={iou:<9} | area={area:>6} | maxDets={dets:>3} ] = 0.000"
+                     for kind, short, iou, area, dets in _COCO_SUMMARY_ROWS)
+
+
+def evaluation_summary(evaluator, result, conf: float) -> Optional[str]:
+    """What an evaluation says: the evaluator's summary, and a last line naming its metric and
+    values. Where the model made no detection, YOLOX's COCO evaluator prints no AP table; here
+    it gets COCO's table of zeros and the reason. None on ranks other than 0."""
+    summary = result[-1] if not isinstance(result[0], tuple) else result[0][-1]
+    if summary is None:
+        return None
+    metric = metric_of(evaluator)
+    ap, ap50 = scores_of(result)
+    lines = [summary.rstrip("\n")]
+    if metric == "coco" and "Average Precision" not in summary:
+        lines += [zero_coco_summary(),
+                  f"no detections: the model scored no box above the confidence threshold {conf} on any image "
+                  "(an undertrained model, or a --conf too high), so every AP is 0"]
+    names = METRICS[metric]
+    lines.append(f"{names[0]}: {ap:.4f}, {names[1]}: {ap50:.4f}")
+    return "\n".join(lines)
 
 
 def per_class_table(coco_eval, class_names: Sequence[str], metric: str, columns: int = 6) -> str:

@@ -1,9 +1,10 @@
-"""``AttentionExp``: YOLOX's Exp with an attention neck, a complete optimizer and CPU support."""
+"""``AttentionMixin`` gives any YOLOX exp an attention neck, a complete optimizer and CPU support;
+``AttentionExp`` is the mixin over YOLOX's COCO ``Exp``."""
 
 import ast
 import os
 import random
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -13,8 +14,8 @@ from yolox.exp import Exp
 from .attention import attention_kwargs, attention_names, canonical_name
 from .checkpoint import is_attention_key
 from .neck import LEVELS, AttentionPAFPN, check_levels, check_position
-from .preflight import UsageError, check_yolox_tool_run, require_annotations, yolox_tool
-from .seeding import WorkerSeeder, order_seed, seed_all
+from .data.hooks import HAS_DATASET_HOOKS, DatasetHooks
+from .preflight import UsageError, check_yolox_tool_run, yolox_tool
 
 
 # What YOLOX's own exps (yolox/exp/default/yolox_<size>.py) set for each size.
@@ -92,8 +93,12 @@ def _literal_or_text(value: str):
         return value
 
 
-class AttentionExp(Exp):
-    """YOLOX Exp whose neck applies ``attention`` to ``attention_levels`` of the backbone.
+class AttentionMixin:
+    """Attention for any YOLOX exp: ``class Exp(AttentionMixin, <a YOLOX exp>)``.
+
+    Adds the attention options, the model (YOLOX with ``AttentionPAFPN`` as its neck), an
+    optimizer that holds every parameter, ``opts`` parsing, and the trainer for the device (the
+    CPU one where there is no CUDA). Data, evaluation and everything else stay the exp's own.
 
     Attributes on top of YOLOX's:
         attention: "ca" (alias "cam"), "cca", "acmix", "nonlocal", "none" or any other registered
@@ -120,6 +125,8 @@ class AttentionExp(Exp):
             ablation tool applies to runs that continue from a checkpoint (``{}``: the exp's own).
         compile_model: True runs the model through ``torch.compile`` in the trainers and the eval
             tool (each input size compiles once, for minutes; see docs/benchmarks.md).
+        class_names: the class names, in label order, for tables, pictures and exported files;
+            None (the default): the dataset's.
     """
 
     def __init__(self):
@@ -129,16 +136,14 @@ class AttentionExp(Exp):
         self.attention_levels = LEVELS
         self.attention_position = "backbone"
         self.attention_identity_init = True
-        self.depthwise = False
+        self.depthwise = getattr(self, "depthwise", False)
         self.optimizer_type = "sgd"
         self.attention_lr_mult = 1.0
         self.attention_stats_interval = 0
         self.data_seed = None
         self.finetune_schedule = {}
         self.compile_model = False
-        self.data_dir = default_data_dir()
-        self.data_start_epoch = 0  # set by the trainers before the loader starts (resumed runs)
-        self.last_eval = (0.0, 0.0)
+        self.class_names = None
 
     def use_yolox_size(self, size: str) -> None:
         """Take the settings YOLOX's own exp of ``size`` (nano, tiny, s, m, l, x) has."""
@@ -281,50 +286,6 @@ class AttentionExp(Exp):
                 raise ValueError(f"{key} must be an integer >= 0 or None, got {value!r}")
         return self.seed if self.data_seed is None else self.data_seed
 
-    def get_data_loader(self, batch_size, is_distributed, no_aug=False, cache_img=False):
-        require_annotations(self.data_dir, self.train_ann)  # YOLOX's own error ends in an unrelated one
-        loader = super().get_data_loader(batch_size, is_distributed, no_aug, cache_img)
-        if not torch.cuda.is_available():
-            loader.pin_memory = False  # pinning needs CUDA; YOLOX always asks for it
-        seed = self.data_rng_seed()
-        if seed is not None:
-            # YOLOX seeds its workers from uuid: replace that, and the sampler's seed, so that a
-            # run's data follows its seed (and a resumed run does not replay its first epoch's).
-            rank = dist.get_rank() if is_distributed else 0
-            seeder = WorkerSeeder(seed, rank, self.data_start_epoch)
-            loader.batch_sampler.sampler._seed = order_seed(seed, self.data_start_epoch)
-            loader.worker_init_fn = seeder
-            if loader.num_workers == 0:  # augmentations run in this process
-                seed_all(seeder.seed_for("main"))
-        return loader
-
-    def get_eval_loader(self, batch_size, is_distributed, testdev=False, legacy=False):
-        require_annotations(self.data_dir, self.test_ann if testdev else self.val_ann)
-        loader = super().get_eval_loader(batch_size, is_distributed, testdev, legacy)
-        if not torch.cuda.is_available():
-            loader.pin_memory = False
-        return loader
-
-    def get_evaluator(self, batch_size, is_distributed, testdev=False, legacy=False):
-        if torch.cuda.is_available():
-            return super().get_evaluator(batch_size, is_distributed, testdev, legacy)
-        from .evaluator import DeviceCOCOEvaluator
-
-        return DeviceCOCOEvaluator(
-            dataloader=self.get_eval_loader(batch_size, is_distributed, testdev, legacy),
-            img_size=self.test_size,
-            confthre=self.test_conf,
-            nmsthre=self.nmsthre,
-            num_classes=self.num_classes,
-            testdev=testdev,
-        )
-
-    def eval(self, model, evaluator, is_distributed, half=False):
-        # Kept as (AP, AP50) for the trainer's metrics record.
-        result = super().eval(model, evaluator, is_distributed, half)
-        self.last_eval = tuple(result[:2])
-        return result
-
     def get_trainer(self, args):
         from .trainer import AttentionTrainer, CPUTrainer
 
@@ -400,3 +361,48 @@ class AttentionExp(Exp):
         if old_key != new_key and hits:
             parts[hits[-1]] = self.attention.lower()
             self.exp_name = "_".join(parts)
+
+
+class AttentionExp(AttentionMixin, DatasetHooks, Exp):
+    """YOLOX's COCO exp with attention; the data of any COCO-format dataset.
+
+    Attributes on top of ``AttentionMixin``'s: ``train_image_dir``, ``val_image_dir`` and
+    ``test_image_dir``, the image folders under ``data_dir`` (YOLOX's ``train2017``, ``val2017``,
+    ``test2017``; a labeling tool's export may use e.g. ``images/train``).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.data_dir = default_data_dir()
+        self.train_image_dir = "train2017"
+        self.val_image_dir = "val2017"
+        self.test_image_dir = "test2017"
+
+    def get_dataset(self, cache: bool = False, cache_type: str = "ram"):
+        from yolox.data import COCODataset, TrainTransform
+
+        cache_kwargs = {"cache_type": cache_type} if HAS_DATASET_HOOKS else {}
+        return COCODataset(data_dir=self.data_dir, json_file=self.train_ann, name=self.train_image_dir,
+                           img_size=self.input_size, cache=cache, **cache_kwargs,
+                           preproc=TrainTransform(max_labels=50, flip_prob=self.flip_prob, hsv_prob=self.hsv_prob))
+
+    def get_eval_dataset(self, **kwargs):
+        from yolox.data import COCODataset, ValTransform
+
+        testdev = kwargs.get("testdev", False)
+        return COCODataset(data_dir=self.data_dir, json_file=self.test_ann if testdev else self.val_ann,
+                           name=self.test_image_dir if testdev else self.val_image_dir, img_size=self.test_size,
+                           preproc=ValTransform(legacy=kwargs.get("legacy", False)))
+
+    def check_dataset(self, splits: Sequence[str] = ("train", "val")) -> List[str]:
+        """Check the data of ``splits`` ("train", "val", "test") before they are read: a one-line
+        error for what would fail; return warnings."""
+        from .data.checks import check_coco_dataset
+
+        own = [name for name in ("get_dataset", "get_eval_dataset", "get_data_loader", "get_eval_loader")
+               if getattr(type(self), name) is not getattr(AttentionExp, name)]
+        if own:
+            return [f"{type(self).__name__} loads its data with its own {own[0]}, which is not checked in advance"]
+        files = {"train": (self.train_ann, self.train_image_dir), "val": (self.val_ann, self.val_image_dir),
+                 "test": (self.test_ann, self.test_image_dir)}
+        return [note for split in splits for note in check_coco_dataset(self.data_dir, *files[split], self.num_classes)]

@@ -67,3 +67,25 @@ class Float32DecodeHead(YOLOXHead):
     def decode_outputs(self, outputs, dtype):
         outputs = self._widen(outputs)
         return super().decode_outputs(outputs, outputs.type())
+
+
+def autocast_training_forward(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Run ``model``'s forward under CPU autocast in ``dtype`` while it is in training mode.
+
+    YOLOX's training step enters ``torch.cuda.amp.autocast``, which does nothing on the CPU;
+    this gives its forward (only: not the backward or the optimizer step) the CPU's autocast.
+    """
+    active = []
+
+    def enter(module, args):
+        if module.training:
+            context = torch.autocast("cpu", dtype=dtype)
+            context.__enter__()
+            active.append(context)
+
+    def leave(module, args, output):
+        if active:
+            active.pop().__exit__(None, None, None)
+
+    model.register_forward_pre_hook(enter)
+    model.register_forward_hook(leave, always_call=True)  # also when the forward raises

@@ -1,19 +1,26 @@
-"""YOLOX's Trainer made to load checkpoints with current torch, and a version that runs on the CPU."""
+"""YOLOX's own Trainer with checked inputs, current torch's checkpoint loading, seeded data and a
+record of the run; and the same on the CPU with only YOLOX's CUDA pieces replaced."""
 
 import os
 import time
+from typing import Any, Dict
 
 import torch
+import torch.distributed as dist
 from loguru import logger
 from torch.nn.parallel import DistributedDataParallel as DDP
 from yolox.core import Trainer
-from yolox.utils import ModelEMA, get_model_info, get_world_size
+from yolox.core import trainer as yolox_trainer
+from yolox.utils import get_world_size
 
 from .checkpoint import (check_pretrained, check_weights, load_checkpoint, load_pretrained, load_weights,
                          model_state)
-from .monitor import AttentionMonitor, append_jsonl, attention_scalars, read_jsonl
-from .precision import cpu_autocast_dtype
-from .preflight import error_line, require_annotations, user_exit
+from .evaluator import METRICS, yolox_evaluation, metric_of, scores_of
+from .monitor import AttentionMonitor, append_jsonl, attention_scalars, read_jsonl, unwrap
+from .patching import replaced
+from .precision import autocast_training_forward, cpu_autocast_dtype
+from .preflight import error_line, user_exit
+from .seeding import WorkerSeeder, order_seed, seed_all
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -64,11 +71,14 @@ class AttentionTrainer(Trainer):
         return self.args.ckpt
 
     def check_inputs(self) -> None:
-        """The attention, the dataset's annotation files, and that the checkpoint loads and fits."""
+        """The attention, the dataset (where the exp can check it), and that the checkpoint loads and fits."""
         if hasattr(self.exp, "check_attention"):
             self.exp.check_attention()
-        for ann in (self.exp.train_ann, self.exp.val_ann):
-            require_annotations(self.exp.data_dir, ann)
+        check_dataset = getattr(self.exp, "check_dataset", None)
+        notes = check_dataset() if check_dataset is not None else [
+            f"{type(self.exp).__name__} has no check_dataset: its data are not checked before training"]
+        for note in notes:
+            logger.warning(note)
         ckpt_file = self._ckpt_file()
         self._ckpt = None
         if ckpt_file is not None:
@@ -82,10 +92,48 @@ class AttentionTrainer(Trainer):
         ckpt, self._ckpt = getattr(self, "_ckpt", None), None
         return ckpt if ckpt is not None else load_checkpoint(ckpt_file, map_location=self.device)
 
+    def yolox_replacements(self) -> Dict[str, Any]:
+        """Names in YOLOX's trainer module that its ``before_train`` uses, replaced while it runs:
+        the prefetcher gets the loader once ``prepare_train_loader`` has seeded it."""
+        prefetcher = yolox_trainer.DataPrefetcher
+        return {"DataPrefetcher": lambda loader: prefetcher(self.prepare_train_loader(loader))}
+
     def before_train(self):
-        super().before_train()
+        with replaced(yolox_trainer, **self.yolox_replacements()):
+            super().before_train()
         self.compile_if_asked()
+        self.record_evaluations()
         self.start_records()
+
+    def prepare_train_loader(self, loader):
+        """The exp's training loader, seeded before its first batch where the exp has a data seed.
+
+        YOLOX seeds its workers from uuid: that is replaced, and the sampler's seed, so that a
+        run's data follow its seed (and a resumed run does not replay its first epoch's).
+        """
+        seed = self.exp.data_rng_seed() if hasattr(self.exp, "data_rng_seed") else None
+        if seed is None:
+            return loader
+        rank = dist.get_rank() if self.is_distributed else 0
+        seeder = WorkerSeeder(seed, rank, self.start_epoch)
+        loader.batch_sampler.sampler._seed = order_seed(seed, self.start_epoch)
+        loader.worker_init_fn = seeder
+        if loader.num_workers == 0:  # augmentations run in this process
+            seed_all(seeder.seed_for("main"))
+        return loader
+
+    def record_evaluations(self) -> None:
+        """Keep each evaluation's (AP, AP50), whichever YOLOX API returned it, for the records."""
+        evaluate = self.evaluator.evaluate
+        self.metric = metric_of(self.evaluator)
+        self.last_eval = (0.0, 0.0)
+
+        def evaluate_and_keep(*args, **kwargs):
+            result = evaluate(*args, **kwargs)
+            self.last_eval = scores_of(result)
+            return result
+
+        self.evaluator.evaluate = evaluate_and_keep
 
     def compile_if_asked(self) -> None:
         if not getattr(self.exp, "compile_model", False):
@@ -172,26 +220,35 @@ class AttentionTrainer(Trainer):
                 ckpt = self._load(self.args.ckpt)
                 load_pretrained(model, model_state(ckpt, self.args.ckpt))
             self.start_epoch = 0
-        self.exp.data_start_epoch = self.start_epoch  # the data loader, built next, seeds from it
         return model
 
     def evaluate_and_save_model(self):
-        super().evaluate_and_save_model()
-        ap, ap50 = self.exp.last_eval
+        best = os.path.join(self.file_name, "best_ckpt.pth")
+        if self.best_ap == 0 and not os.path.exists(best):
+            # YOLOX writes best_ckpt.pth when AP rises above the best so far (0 at the start): a run
+            # that never scored would end without one. The first evaluation always counts.
+            self.best_ap = -1.0
+        with yolox_evaluation(self.evaluator):
+            super().evaluate_and_save_model()
+        ap, ap50 = self.last_eval
+        names = METRICS[self.metric]
+        logger.info(f"epoch {self.epoch + 1}: {names[0]} {ap:.4f}, {names[1]} {ap50:.4f}")
         # with the last iteration's losses: a reproduced run has the same
-        self.write_record("eval", ap=float(ap), ap50=float(ap50), loss=getattr(self, "last_losses", {}))
+        self.write_record("eval", metric=self.metric, ap=ap, ap50=ap50, loss=getattr(self, "last_losses", {}))
         # COCOeval returns numpy floats; keep checkpoints loadable with weights_only=True.
         self.best_ap = float(self.best_ap)
 
-    def save_ckpt(self, ckpt_name, update_best_ckpt=False):
+    def save_ckpt(self, ckpt_name, update_best_ckpt=False, **kwargs):
+        # kwargs: YOLOX's current source passes the evaluation's ap
         self.best_ap = float(self.best_ap)
-        super().save_ckpt(ckpt_name, update_best_ckpt)
+        super().save_ckpt(ckpt_name, update_best_ckpt, **kwargs)
 
 
-class _CPUPrefetcher:
-    """Stands in for YOLOX's CUDA-stream DataPrefetcher: same ``next()`` API."""
+class CPUPrefetcher:
+    """Stands in for YOLOX's CUDA-stream ``DataPrefetcher``: the same ``next()``, on the CPU."""
 
     def __init__(self, loader):
+        loader.pin_memory = False  # pinning needs CUDA; YOLOX's loaders always ask for it
         self.loader = iter(loader)
 
     def next(self):
@@ -199,86 +256,40 @@ class _CPUPrefetcher:
         return inputs, targets
 
 
-class CPUTrainer(AttentionTrainer):
-    """The YOLOX training loop on the CPU: no CUDA device, streams or GradScaler.
+def _cpu_ddp(model, device_ids=None, **kwargs) -> DDP:
+    # YOLOX passes device_ids=[local_rank], which DDP accepts for CUDA modules only
+    return DDP(model, **kwargs)
 
-    ``--fp16`` becomes bfloat16 autocast where the CPU has native bf16, else float32; inputs
-    stay float32.
+
+def _no_occupy(local_rank) -> None:
+    # YOLOX's occupy_mem parses nvidia-smi, which a CPU machine lacks
+    logger.warning("-o/--occupy reserves GPU memory; there is no GPU here, so it is ignored")
+
+
+class CPUTrainer(AttentionTrainer):
+    """YOLOX's own training loop on the CPU: its ``before_train`` and ``train_one_iter`` run as they
+    are, with only their CUDA pieces replaced (device selection, the CUDA-stream prefetcher, DDP's
+    device ids, ``--occupy``, the GradScaler; evaluation's CUDA tensor types: ``yolox_evaluation``).
+
+    ``--fp16`` becomes bfloat16 autocast of the training forward where the CPU has native bf16,
+    else float32; inputs stay float32.
     """
 
     def __init__(self, exp, args):
         super().__init__(exp, args)
         self.device = "cpu"
         self.data_type = torch.float32
-        self.scaler = None
         self.autocast_dtype = cpu_autocast_dtype(self.amp_training)
+        self.amp_training = False  # YOLOX's torch.cuda.amp.autocast: off; the CPU's is autocast_training_forward
+        self.scaler = torch.amp.GradScaler("cpu", enabled=False)  # steps the optimizer as it is
+
+    def yolox_replacements(self) -> Dict[str, Any]:
+        return {**super().yolox_replacements(), "DDP": _cpu_ddp, "occupy_mem": _no_occupy,
+                "DataPrefetcher": lambda loader: CPUPrefetcher(self.prepare_train_loader(loader))}
 
     def before_train(self):
-        logger.info(f"args: {self.args}")
-        logger.info(f"exp value:\n{self.exp}")
-        model = self.exp.get_model()
-        logger.info(f"Model Summary: {get_model_info(model, self.exp.test_size)}")
-        model.to(self.device)
-        self.optimizer = self.exp.get_optimizer(self.args.batch_size)
-        model = self.resume_train(model)
-
-        self.no_aug = self.start_epoch >= self.max_epoch - self.exp.no_aug_epochs
-        self.train_loader = self.exp.get_data_loader(
-            batch_size=self.args.batch_size,
-            is_distributed=self.is_distributed,
-            no_aug=self.no_aug,
-            cache_img=self.args.cache,
-        )
-        self.prefetcher = _CPUPrefetcher(self.train_loader)
-        self.max_iter = len(self.train_loader)
-        self.lr_scheduler = self.exp.get_lr_scheduler(
-            self.exp.basic_lr_per_img * self.args.batch_size, self.max_iter
-        )
-        if self.args.occupy:  # YOLOX's occupy_mem parses nvidia-smi, which a CPU machine lacks
-            logger.warning("-o/--occupy reserves GPU memory; there is no GPU here, so it is ignored")
-        if self.is_distributed:
-            model = DDP(model, broadcast_buffers=False)
-        if self.use_model_ema:
-            self.ema_model = ModelEMA(model, 0.9998)
-            self.ema_model.updates = self.max_iter * self.start_epoch
-        self.model = model
-        self.compile_if_asked()
-        self.evaluator = self.exp.get_evaluator(batch_size=self.args.batch_size, is_distributed=self.is_distributed)
-        if self.rank == 0:
-            if self.args.logger != "tensorboard":
-                raise ValueError(f"logger {self.args.logger!r} is not supported on the CPU; allowed: 'tensorboard'")
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tblogger = SummaryWriter(os.path.join(self.file_name, "tensorboard"))
-        self.start_records()
-        logger.info("Training start...")
-        logger.info(f"\n{model}")
-
-    def train_one_iter(self):
-        iter_start_time = time.time()
-        inps, targets = self.prefetcher.next()
-        inps = inps.to(self.data_type)
-        targets = targets.to(self.data_type)
-        targets.requires_grad = False
-        inps, targets = self.exp.preprocess(inps, targets, self.input_size)
-        data_end_time = time.time()
-
-        amp = self.autocast_dtype is not None
-        with torch.autocast("cpu", dtype=self.autocast_dtype or torch.bfloat16, enabled=amp):
-            outputs = self.model(inps, targets)
-        loss = outputs["total_loss"]
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-
-        if self.use_model_ema:
-            self.ema_model.update(self.model)
-        lr = self.lr_scheduler.update_lr(self.progress_in_iter + 1)
-        for param_group in self.optimizer.param_groups:
-            param_group["lr"] = lr
-        self.meter.update(
-            iter_time=time.time() - iter_start_time,
-            data_time=data_end_time - iter_start_time,
-            lr=lr,
-            **outputs,
-        )
+        with replaced(torch.cuda, set_device=lambda device: None):
+            super().before_train()
+        if self.autocast_dtype is not None:
+            # after the EMA copy, which evaluates in float32 without the hooks
+            autocast_training_forward(unwrap(self.model), self.autocast_dtype)

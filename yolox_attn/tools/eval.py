@@ -1,4 +1,5 @@
-"""COCO evaluation like ``python -m yolox.tools.eval``, on CUDA when there is one, else on the CPU.
+"""Evaluation like ``python -m yolox.tools.eval`` (COCO, or VOC for a VOC exp), on CUDA when there is
+one, else on the CPU.
 
     python -m yolox_attn.tools.eval -f exps/yolox_s_cam.py -c best_ckpt.pth -b 8 -d 1 --conf 0.001
 
@@ -18,7 +19,7 @@ from yolox.tools.eval import make_parser
 from yolox.utils import configure_module, fuse_model, get_local_rank, get_model_info, setup_logger
 
 from ..checkpoint import load_checkpoint, load_weights, model_state
-from ..evaluator import per_class_tables_as_fractions
+from ..evaluator import yolox_evaluation, evaluation_summary, per_class_tables_as_fractions
 from ..preflight import load_exp, user_exit
 
 
@@ -69,6 +70,9 @@ def main(exp, args, num_devices: int) -> str:
             logger.info(f"loading checkpoint from {ckpt_file}")
             load_weights(model, model_state(load_checkpoint(ckpt_file, map_location=device), ckpt_file), ckpt_file)
             logger.info("loaded checkpoint done.")
+        check_dataset = getattr(exp, "check_dataset", None)
+        for note in check_dataset(("test",) if args.test else ("val",)) if check_dataset else []:
+            logger.warning(note)
         evaluator = exp.get_evaluator(args.batch_size, is_distributed, args.test, args.legacy)
     except (ValueError, OSError) as err:
         raise user_exit("evaluation", err) from None
@@ -88,8 +92,10 @@ def main(exp, args, num_devices: int) -> str:
         # which a whole ACmix model fails to compile
         model.compile(dynamic=False)
 
-    with per_class_tables_as_fractions():  # YOLOX prints them in percent, under a summary in fractions
-        *_, summary = evaluator.evaluate(model, is_distributed, args.fp16, None, None, exp.test_size)
+    # YOLOX prints per-class tables in percent, under a summary in fractions
+    with per_class_tables_as_fractions(), yolox_evaluation(evaluator):
+        result = evaluator.evaluate(model, is_distributed, args.fp16, None, None, exp.test_size)
+    summary = evaluation_summary(evaluator, result, exp.test_conf)
     if summary is not None:  # YOLOX's evaluators return the summary on rank 0 only
         logger.info("\n" + summary)
     return summary
