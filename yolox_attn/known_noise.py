@@ -4,6 +4,8 @@ silenced when this package is imported (every exp of ours imports it); YOLOX's o
 * ``torch.cuda.amp.GradScaler(args...)`` / ``torch.cuda.amp.autocast(args...)`` "is deprecated"
   FutureWarnings, raised in YOLOX's trainer and head: YOLOX's code, which we do not edit, and
   harmless (torch still runs these calls).
+* ``cv2.error: ... The function is not implemented`` from YOLOX's demo, after the first image, where
+  OpenCV has no GUI (see ``keep_demo_going_without_windows``).
 * ``/bin/sh: 1: nvidia-smi: not found``: YOLOX's train tool counts GPUs with ``get_num_devices``,
   which runs ``nvidia-smi -L`` through the shell, before it checks ``-d``. Where there is no
   nvidia-smi, its count (one line of empty output: 1) is kept and the shell's complaint dropped.
@@ -59,3 +61,18 @@ def silence_known_noise() -> None:
     count = getattr(main, "get_num_devices", None)
     if yolox_tool() == "yolox.tools.train" and callable(count) and shutil.which("nvidia-smi") is None:
         main.get_num_devices = without_stderr(count)
+    if yolox_tool() == "yolox.tools.demo":
+        keep_demo_going_without_windows(sys.modules.get("cv2"))
+
+
+def keep_demo_going_without_windows(cv2) -> None:
+    """YOLOX's demo waits for a key (``cv2.waitKey(0)``) after each image it saves, which OpenCV
+    builds without a GUI (``opencv-python-headless``, this package's) refuse with an error after
+    the first image. There, waiting is a no-op: no window was shown (as YOLOX's demo also does
+    without --save_result: the next image, the same key code as none pressed)."""
+    if cv2 is None:
+        return
+    try:
+        cv2.waitKey(1)
+    except cv2.error:
+        cv2.waitKey = lambda delay=0: -1

@@ -2,8 +2,9 @@
 
 import json
 import os
-from typing import Dict, Iterable, Mapping, Optional, Sequence
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
+from ..evaluator import METRICS
 from .stats import BASELINE, summarize, verdict
 
 
@@ -80,8 +81,17 @@ def unpaired_table(rows: Sequence[Dict]) -> str:
                            "verdict", "AP50 >= none's mean - std", "wall s / run"], map(cells, rows))
 
 
-def summary_markdown(rows: Sequence[Dict], command: str, pretrain: Optional[Mapping] = None) -> str:
-    parts = [f"# Ablation\n\n`{command}`\n"]
+def metric_names(records: Sequence[Dict]) -> Tuple[str, str]:
+    """What "AP" and "AP50" are in these runs' records: COCO's, or VOC's (a VOC exp's)."""
+    metrics = {e.get("metric") or "coco" for r in records for e in r["evals"]}
+    if len(metrics) > 1:
+        raise ValueError(f"the runs were evaluated with different metrics {sorted(metrics)}; compare like with like")
+    return METRICS[metrics.pop() if metrics else "coco"]
+
+
+def summary_markdown(rows: Sequence[Dict], command: str, pretrain: Optional[Mapping] = None,
+                     metric: Tuple[str, str] = METRICS["coco"]) -> str:
+    parts = [f"# Ablation\n\n`{command}`\n", f"AP is {metric[0]}, AP50 {metric[1]} (YOLOX's evaluation of the exp).\n"]
     if pretrain is not None:
         ap50 = "-" if pretrain.get("final_ap50") is None else f"{pretrain['final_ap50']:.3f}"
         parts.append(f"Every run continues from `{pretrain['checkpoint']}` ({pretrain['what']}, AP50 {ap50}).\n")
@@ -107,7 +117,7 @@ def summary_markdown(rows: Sequence[Dict], command: str, pretrain: Optional[Mapp
     return "\n".join(parts) + "\n"
 
 
-def plot(records: Sequence[Dict], path: str) -> None:
+def plot(records: Sequence[Dict], path: str, metric: Tuple[str, str] = METRICS["coco"]) -> None:
     """AP50 against epoch and against wall seconds: each group's mean, its min-max band."""
     import matplotlib
 
@@ -131,7 +141,7 @@ def plot(records: Sequence[Dict], path: str) -> None:
     axes[0].set_xlabel("epoch")
     axes[1].set_xlabel("wall-clock seconds since the start of training (mean over seeds)")
     for ax in axes:
-        ax.set_ylabel("COCO AP50 (val)")
+        ax.set_ylabel(f"{metric[1]} (evaluation set)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("AP50 per evaluation: mean over seeds, band = min-max")
@@ -143,8 +153,9 @@ def plot(records: Sequence[Dict], path: str) -> None:
 def write_reports(records: Sequence[Dict], output_dir: str, command: str, setup: Mapping,
                   pretrain: Optional[Mapping] = None) -> None:
     """``results.json`` (every record, the grid's set-up), ``summary.md`` and ``ablation.png``."""
+    metric = metric_names(records)
     with open(os.path.join(output_dir, "results.json"), "w") as f:
         json.dump({"command": command, "setup": dict(setup), "pretrain": pretrain, "runs": list(records)}, f, indent=1)
     with open(os.path.join(output_dir, "summary.md"), "w") as f:
-        f.write(summary_markdown(summarize(records), command, pretrain))
-    plot(records, os.path.join(output_dir, "ablation.png"))
+        f.write(summary_markdown(summarize(records), command, pretrain, metric))
+    plot(records, os.path.join(output_dir, "ablation.png"), metric)

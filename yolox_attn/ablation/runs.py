@@ -131,7 +131,7 @@ def run_record(grid: Grid, run: Run, returncode: Optional[int]) -> Dict:
     """What a run's metrics say: "done" (its end record is there), "failed" (its process ended
     without one) or "unfinished" (``returncode`` None: no process of this call ran it)."""
     records = read_jsonl(os.path.join(grid.folder(run), METRICS_FILE))
-    evals = [{k: r.get(k) for k in ("epoch", "ap50", "ap", "wall_seconds", "train_seconds", "loss")}
+    evals = [{k: r.get(k) for k in ("epoch", "metric", "ap50", "ap", "wall_seconds", "train_seconds", "loss")}
              for r in records if r["event"] == "eval"]
     starts = [r for r in records if r["event"] == "start"]
     end = next((r for r in reversed(records) if r["event"] == "end"), None)
