@@ -179,7 +179,8 @@ def test_voc_layout_and_summary(small: tuple[Path, dict[str, Any]], small_voc: t
         assert ids == [f"{split[:-4]}_{img['file_name'][:-4]}" for img in coco["images"]]
         assert summary["splits"][image_set] == small[1]["splits"][split]  # same counts per class
         for vid, img in zip(ids, coco["images"]):  # same pixels, byte for byte
-            assert (voc / "JPEGImages" / f"{vid}.jpg").read_bytes() == (small[0] / split / img["file_name"]).read_bytes()
+            jpg = (small[0] / split / img["file_name"]).read_bytes()
+            assert (voc / "JPEGImages" / f"{vid}.jpg").read_bytes() == jpg
             assert (voc / "Annotations" / f"{vid}.xml").is_file()
     assert _names(voc / "JPEGImages") == sorted(f"{p}_{i:012d}.jpg" for p, n in (("train", 6), ("val", 3))
                                                 for i in range(1, n + 1))

@@ -297,7 +297,8 @@ class Label:
     visible_px: int
 
 
-def labelled_images(split_index: int, count: int, size: int, seed: int) -> Iterator[tuple[int, np.ndarray, list[Label]]]:
+def labelled_images(split_index: int, count: int, size: int,
+                    seed: int) -> Iterator[tuple[int, np.ndarray, list[Label]]]:
     """The images of one split as (image number from 1, uint8 BGR pixels, labels): what every
     format writes."""
     for i in range(count):
