@@ -160,6 +160,96 @@ def test_yolox_coco_dataset_reads_it(small: tuple[Path, dict[str, Any]], split: 
     np.testing.assert_array_equal(target2, target)
 
 
+@pytest.fixture(scope="module")
+def small_voc(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("shapes_voc") / "ds"
+    return out, ms.make_shapes(out, **SMALL, data_format="voc")
+
+
+def test_voc_layout_and_summary(small: tuple[Path, dict[str, Any]], small_voc: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = small_voc
+    voc = out / "VOC2007"
+    assert _names(out) == ["VOC2007"] and _names(out.parent) == ["ds"]
+    assert _names(voc) == ["Annotations", "ImageSets", "JPEGImages"]
+    assert _names(voc / "ImageSets" / "Main") == ["test.txt", "trainval.txt"]
+    assert summary["format"] == "voc" and small[1]["format"] == "coco"
+    for image_set, split in (("trainval", "train2017"), ("test", "val2017")):
+        ids = (voc / "ImageSets" / "Main" / f"{image_set}.txt").read_text().split()
+        coco = _load(small[0], split)
+        assert ids == [f"{split[:-4]}_{img['file_name'][:-4]}" for img in coco["images"]]
+        assert summary["splits"][image_set] == small[1]["splits"][split]  # same counts per class
+        for vid, img in zip(ids, coco["images"]):  # same pixels, byte for byte
+            jpg = (small[0] / split / img["file_name"]).read_bytes()
+            assert (voc / "JPEGImages" / f"{vid}.jpg").read_bytes() == jpg
+            assert (voc / "Annotations" / f"{vid}.xml").is_file()
+    assert _names(voc / "JPEGImages") == sorted(f"{p}_{i:012d}.jpg" for p, n in (("train", 6), ("val", 3))
+                                                for i in range(1, n + 1))
+    assert "trainval: 6 images" in ms.format_summary(summary)
+
+
+@pytest.mark.parametrize("image_set, split", [("trainval", "train2017"), ("test", "val2017")])
+def test_yolox_voc_dataset_reads_the_coco_boxes(small: tuple[Path, dict[str, Any]],
+                                                small_voc: tuple[Path, dict[str, Any]],
+                                                image_set: str, split: str) -> None:
+    """YOLOX's VOCDetection reads the VOC set back as the COCO json of the same arguments says:
+    the same classes, and each box within rounding of the COCO box in YOLOX's VOC convention
+    (VOC's 1-based last pixel, less 1: right = x + w - 1)."""
+    from yolox.data import VOCDetection
+    from yolox.data.datasets.voc import AnnotationTransform
+
+    coco = _load(small[0], split)
+    index_of = {c["id"]: k for k, c in enumerate(sorted(coco["categories"], key=lambda c: c["id"]))}
+    names = [c["name"] for c in sorted(coco["categories"], key=lambda c: c["id"])]
+    ds = VOCDetection(data_dir=str(small_voc[0]), image_sets=[("2007", image_set)], img_size=(96, 96), preproc=None,
+                      target_transform=AnnotationTransform(class_to_ind={n: i for i, n in enumerate(names)}))
+    assert len(ds) == len(coco["images"])
+    for k, img in enumerate(coco["images"]):
+        pixels, target, info, _ = ds.pull_item(k)
+        assert info == (img["height"], img["width"]) and pixels.shape == (96, 96, 3)
+        anns = [a for a in coco["annotations"] if a["image_id"] == img["id"]]
+        assert target.shape == (len(anns), 5)
+        assert [int(c) for c in target[:, 4]] == [index_of[a["category_id"]] for a in anns]
+        boxes = np.array([[x, y, x + w - 1, y + h - 1] for x, y, w, h in (a["bbox"] for a in anns)])
+        assert np.abs(target[:, :4] - boxes).max() <= 0.5 + 1e-6
+        assert np.array_equal(target[:, :4], np.round(target[:, :4]))  # whole pixels, as VOC writes them
+
+
+def test_yolox_voc_eval_scores_the_true_boxes_perfectly(small_voc: tuple[Path, dict[str, Any]],
+                                                        tmp_path: Path) -> None:
+    """YOLOX's voc_eval parses every field it reads (name, pose, truncated, difficult, integer
+    bndbox) and, given the ground truth written as YOLOX's VOC evaluator writes detections
+    (YOLOX's boxes plus 1), finds AP 1 for each class at IoU 0.75."""
+    from yolox.data import VOCDetection
+    from yolox.data.datasets.voc import AnnotationTransform
+    from yolox.evaluators.voc_eval import parse_rec, voc_eval
+
+    voc = small_voc[0] / "VOC2007"
+    ds = VOCDetection(data_dir=str(small_voc[0]), image_sets=[("2007", "test")], img_size=(96, 96), preproc=None,
+                      target_transform=AnnotationTransform(class_to_ind={n: i for i, n in enumerate(ms.CLASS_NAMES)}))
+    ids = [i for _, i in ds.ids]
+    for vid in ids:
+        for obj in parse_rec(str(voc / "Annotations" / f"{vid}.xml")):
+            assert obj["name"] in ms.CLASS_NAMES and obj["difficult"] == obj["truncated"] == 0
+    for cls, name in enumerate(ms.CLASS_NAMES):
+        lines = [f"{vid} 0.900 " + " ".join(f"{v + 1:.1f}" for v in row[:4])
+                 for k, vid in enumerate(ids) for row in ds.load_anno(k) if int(row[4]) == cls]
+        if not lines:
+            continue
+        dets = tmp_path / f"det_{name}.txt"
+        dets.write_text("\n".join(lines) + "\n")
+        _, _, ap = voc_eval(str(dets), str(voc / "Annotations" / "{:s}.xml"), str(voc / "ImageSets/Main/test.txt"),
+                            name, str(tmp_path / "cache"), ovthresh=0.75, use_07_metric=True)
+        assert ap == pytest.approx(1.0), name
+
+
+def test_voc_box_is_one_based_and_inclusive() -> None:
+    # the full 96-px image is VOC's 1..96; a box over pixels 10..17 (edges 10-18) is 11..18
+    assert ms.voc_box((0.0, 0.0, 96.0, 96.0)) == (1, 1, 96, 96)
+    assert ms.voc_box((10.0, 20.0, 8.0, 4.0)) == (11, 21, 18, 24)
+    assert ms.voc_box((10.49, 20.5, 8.02, 3.9)) == (11, 22, 19, 24)  # edges round to the nearest pixel
+    assert ms.voc_box((3.4, 3.4, 0.2, 0.2)) == (4, 4, 4, 4)  # never empty
+
+
 def test_sizes_span_small_to_large(tmp_path: Path) -> None:
     size = 160
     summary = ms.make_shapes(tmp_path / "sizes", train=40, val=1, size=size, seed=3)
@@ -194,6 +284,7 @@ def test_sizes_span_small_to_large(tmp_path: Path) -> None:
         ({"size": "64"}, "--size must be an integer"),
         ({"train": True}, "--train must be an integer"),
         ({"seed": -1}, "--seed must be in [0, "),
+        ({"data_format": "yolo"}, "--format must be one of coco, voc, got 'yolo'"),
     ],
 )
 def test_bad_arguments_raise_and_write_nothing(tmp_path: Path, kwargs: dict[str, Any], fragment: str) -> None:
@@ -214,6 +305,11 @@ def test_non_empty_out_needs_force(tmp_path: Path) -> None:
     ms.make_shapes(out, train=1, val=1, size=48, force=True)
     assert _names(out) == ["annotations", "train2017", "val2017"]
     assert _names(tmp_path) == ["ds"]  # old copy and temp folder both gone
+    # The VOC layout follows the same rules and replaces the COCO one only with --force.
+    with pytest.raises(ValueError, match="not empty; pass --force"):
+        ms.make_shapes(out, train=1, val=1, size=48, data_format="voc")
+    ms.make_shapes(out, train=1, val=1, size=48, force=True, data_format="voc")
+    assert _names(out) == ["VOC2007"] and _names(tmp_path) == ["ds"]
     # An existing empty folder is fine without --force.
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -248,6 +344,10 @@ def test_failure_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monke
         ms.make_shapes(tmp_path / "made" / "for" / "ds", train=4, val=1, size=48)
     assert calls["n"] == 3
     assert _names(tmp_path) == []  # neither the dataset, its temp folder, nor the parents it made
+    calls["n"] = 0
+    with pytest.raises(OSError, match="simulated"):
+        ms.make_shapes(tmp_path / "made" / "ds", train=4, val=1, size=48, data_format="voc")
+    assert calls["n"] == 3 and _names(tmp_path) == []
 
     # With --force, a failed rebuild keeps the previous dataset intact.
     out = tmp_path / "ds"
@@ -271,13 +371,25 @@ def test_cli_errors_and_help(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         cli.main(["--out", str(tmp_path / "ds"), "--train", "2.5"])
     assert exc.value.code == 2
     assert "invalid int value: '2.5'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--out", str(tmp_path / "ds"), "--format", "yolo"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --format: invalid choice: 'yolo' (choose from " in err  # Pythons differ in quoting the choices
+    assert err.rstrip().endswith(")") and all(name in err.split("choose from")[1] for name in ("coco", "voc"))
     assert _names(tmp_path) == []
     with pytest.raises(SystemExit) as exc:
         cli.main(["--help"])
     assert exc.value.code == 0
     help_text = " ".join(capsys.readouterr().out.split())
-    for rule in ("[1, 1000000]", "[32, 2048]", "--force", "default 512", "default 128", "default 320"):
+    for rule in ("[1, 1000000]", "[32, 2048]", "--force", "default 512", "default 128", "default 320",
+                 "{coco,voc}", "default coco", "ImageSets/Main/{trainval,test}.txt"):
         assert rule in help_text
+    assert cli.main(["--out", str(tmp_path / "voc"), "--format", "voc", "--train", "1", "--val", "1",
+                     "--size", "48"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'voc'} (voc layout" in printed and "trainval: 1 images" in printed
+    assert _names(tmp_path / "voc" / "VOC2007" / "Annotations") == ["train_000000000001.xml", "val_000000000001.xml"]
 
 
 def test_module_entry_point(tmp_path: Path) -> None:

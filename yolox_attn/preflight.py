@@ -18,9 +18,8 @@ from loguru import logger
 from yolox.utils.logger import StreamToLoguru
 
 from .checkpoint import check_weights, load_checkpoint, model_state
+from .data.checks import MAKE_SHAPES, require_annotations  # noqa: F401  (re-exported: they lived here)
 from .known_noise import yolox_tool
-
-MAKE_SHAPES = "python -m yolox_attn.tools.make_shapes --out datasets/shapes"
 
 
 class UsageError(ValueError, SystemExit):
@@ -87,19 +86,6 @@ def load_exp(exp_file: Optional[str], name: Optional[str] = None):
     if frames and not isinstance(cause, SyntaxError):  # a SyntaxError's message has its place
         where = f" (at {frames[-1].filename}, line {frames[-1].lineno})"
     raise UsageError(f"exp file {exp_file!r} failed to load: {error_line(cause)}{where}") from None
-
-
-def require_annotations(data_dir: str, json_file: str) -> str:
-    """The COCO-layout annotation file ``<data_dir>/annotations/<json_file>``; FileNotFoundError
-    saying where to put data or how to make some when it is missing."""
-    path = os.path.join(data_dir, "annotations", json_file)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"dataset not found: {os.path.abspath(path)} does not exist. Point data_dir at a COCO-layout "
-            f"folder (opts: data_dir PATH; default $YOLOX_DATADIR/COCO, else datasets/COCO), or generate "
-            f"the shapes dataset: {MAKE_SHAPES}"
-        )
-    return path
 
 
 # YOLOX's tools that merge an exp's opts (so an exp can check their run), and what each does

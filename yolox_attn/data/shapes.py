@@ -1,11 +1,20 @@
-"""Generate a small synthetic COCO-format detection dataset of geometric shapes.
+"""Generate a small synthetic detection dataset of geometric shapes, in COCO or Pascal VOC layout.
 
-The dataset is laid out the way ``yolox.data.COCODataset`` expects::
+The COCO layout is the one ``yolox.data.COCODataset`` reads::
 
     OUT/annotations/instances_train2017.json
     OUT/annotations/instances_val2017.json
     OUT/train2017/000000000001.jpg ...
     OUT/val2017/000000000001.jpg ...
+
+The VOC layout is the one ``yolox.data.VOCDetection`` and YOLOX's ``voc_eval`` read (OUT is a VOC
+exp's ``data_dir``); the train split is the image set ``trainval``, the val split ``test``::
+
+    OUT/VOC2007/ImageSets/Main/trainval.txt, test.txt
+    OUT/VOC2007/JPEGImages/train_000000000001.jpg ..., val_000000000001.jpg ...
+    OUT/VOC2007/Annotations/train_000000000001.xml ...
+
+Both formats write the same images and boxes: one generator, a writer per format.
 
 Every image has a textured background (gradient, low-frequency colour noise,
 clutter lines, sensor noise) and 2-8 filled, rotated shapes of 4 classes
@@ -14,14 +23,15 @@ earlier ones, but a placement that would hide more than 40% of an existing
 shape is rejected, so every drawn shape is labelled and every label is
 honestly visible.  Boxes are the full (amodal) extent of the shape in COCO
 ``[x, y, w, h]`` pixel-edge coordinates; ``area`` is the visible pixel count,
-as COCO's mask area would be.
+as COCO's mask area would be.  VOC's boxes are the same, as VOC writes them: whole
+1-based pixel indices of the first and last pixel (``voc_box``).
 
 Image ``i`` of a split is drawn from its own generator seeded by
 ``(seed, split, i)``, so it does not depend on how many images come before
 it: ``train=8`` yields the first 8 images of ``train=512``.
 
-``make_shapes`` writes it; ``python -m yolox_attn.tools.make_shapes --out datasets/shapes`` is
-its command line.
+``make_shapes`` writes it; ``python -m yolox_attn.tools.make_shapes --out datasets/shapes
+[--format voc]`` is its command line.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ import numbers
 import os
 import shutil
 import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +71,9 @@ PLACEMENT_TRIES = 30
 JPEG_QUALITY = 92
 
 SPLITS: tuple[str, ...] = ("train2017", "val2017")
+VOC_YEAR = "2007"
+VOC_IMAGE_SETS: tuple[str, ...] = ("trainval", "test")  # VOC's names of the two SPLITS
+DESCRIPTION = "yolox-attn synthetic shapes"
 
 _AA_SHIFT = 4  # cv2 fixed-point bits: sub-pixel vertex positions
 _AA_SCALE = 1 << _AA_SHIFT
@@ -273,6 +288,42 @@ def _image_rng(seed: int, split_index: int, image_index: int) -> np.random.Gener
 # ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Label:
+    """One labelled object of a written image."""
+
+    cls: int  # index into CLASS_NAMES
+    xywh: tuple[float, float, float, float]  # COCO box: pixel edges, inside the image, 2 decimals
+    visible_px: int
+
+
+def labelled_images(split_index: int, count: int, size: int,
+                    seed: int) -> Iterator[tuple[int, np.ndarray, list[Label]]]:
+    """The images of one split as (image number from 1, uint8 BGR pixels, labels): what every
+    format writes."""
+    for i in range(count):
+        img, objects = render_image(_image_rng(seed, split_index, i), size)
+        labels = []
+        for obj in objects:
+            bx0, by0, bx1, by1 = (min(max(v, 0.0), float(size)) for v in obj["xyxy"])
+            x, y = round(bx0, 2), round(by0, 2)
+            w, h = round(round(bx1, 2) - x, 2), round(round(by1, 2) - y, 2)
+            labels.append(Label(obj["cls"], (x, y, w, h), obj["visible_px"]))
+        yield i + 1, img, labels
+
+
+def voc_box(xywh: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """VOC's ``(xmin, ymin, xmax, ymax)`` of a pixel-edge box: 1-based indices of its first and
+    last pixels, so the edges [x0, x1) become x0 + 1 .. x1 (rounded to whole pixels).
+
+    YOLOX's VOCDetection subtracts 1 from each, and its VOC evaluation adds 1 to predictions
+    before comparing them with these.
+    """
+    x, y, w, h = xywh
+    x0, y0, x1, y1 = (math.floor(v + 0.5) for v in (x, y, x + w, y + h))
+    return x0 + 1, y0 + 1, max(x1, x0 + 1), max(y1, y0 + 1)
+
+
 def _write_image(path: Path, img: np.ndarray) -> None:
     """Encode as JPEG and write; cv2.imwrite fails silently, so check explicitly."""
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
@@ -281,43 +332,117 @@ def _write_image(path: Path, img: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
-def _write_split(root: Path, split: str, split_index: int, count: int, size: int, seed: int) -> dict[str, Any]:
-    """Render one split into root; return its counts."""
-    img_dir = root / split
-    img_dir.mkdir()
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-    per_class = [0] * len(CLASS_NAMES)
-    for i in range(count):
-        img, objects = render_image(_image_rng(seed, split_index, i), size)
-        image_id = i + 1
+class _CocoSplit:
+    """One split in COCO layout: ``<split>/<12-digit id>.jpg`` and ``annotations/instances_<split>.json``."""
+
+    def __init__(self, root: Path, split_index: int, size: int, seed: int) -> None:
+        self.root, self.size, self.seed = root, size, seed
+        self.name = SPLITS[split_index]
+        (root / "annotations").mkdir(exist_ok=True)
+        (root / self.name).mkdir()
+        self.images: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+
+    def add(self, image_id: int, img: np.ndarray, labels: list[Label]) -> None:
         file_name = f"{image_id:012d}.jpg"
-        _write_image(img_dir / file_name, img)
-        images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
-        for obj in objects:
-            bx0, by0, bx1, by1 = (min(max(v, 0.0), float(size)) for v in obj["xyxy"])
-            x, y = round(bx0, 2), round(by0, 2)
-            w, h = round(round(bx1, 2) - x, 2), round(round(by1, 2) - y, 2)
-            annotations.append({
-                "id": len(annotations) + 1,
+        _write_image(self.root / self.name / file_name, img)
+        self.images.append({"id": image_id, "file_name": file_name, "width": self.size, "height": self.size})
+        for label in labels:
+            self.annotations.append({
+                "id": len(self.annotations) + 1,
                 "image_id": image_id,
-                "category_id": obj["cls"] + 1,
-                "bbox": [x, y, w, h],
-                "area": float(obj["visible_px"]),
+                "category_id": label.cls + 1,
+                "bbox": list(label.xywh),
+                "area": float(label.visible_px),
                 "iscrowd": 0,
             })
-            per_class[obj["cls"]] += 1
-    coco = {
-        "info": {"description": "yolox-attn synthetic shapes", "version": "1",
-                 "seed": seed, "size": size, "split": split},
-        "licenses": [],
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(CLASS_NAMES)],
-    }
-    (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco, separators=(",", ":")))
-    return {"images": count, "objects": len(annotations),
-            "per_class": {n: per_class[k] for k, n in enumerate(CLASS_NAMES)}}
+
+    def close(self) -> None:
+        coco = {
+            "info": {"description": DESCRIPTION, "version": "1", "seed": self.seed, "size": self.size,
+                     "split": self.name},
+            "licenses": [],
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(CLASS_NAMES)],
+        }
+        (self.root / "annotations" / f"instances_{self.name}.json").write_text(json.dumps(coco, separators=(",", ":")))
+
+
+class _VocSplit:
+    """One split in Pascal VOC layout under ``VOC<year>/``: ``JPEGImages/<id>.jpg``,
+    ``Annotations/<id>.xml`` and the image set file ``ImageSets/Main/<trainval|test>.txt``.
+
+    Both splits share the image folders, so an id starts with its split (``train_000000000001``).
+    """
+
+    def __init__(self, root: Path, split_index: int, size: int, seed: int) -> None:
+        self.size = size
+        self.name = VOC_IMAGE_SETS[split_index]
+        self.prefix = SPLITS[split_index].removesuffix("2017")
+        self.base = root / f"VOC{VOC_YEAR}"
+        for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
+            (self.base / folder).mkdir(parents=True, exist_ok=True)
+        self.ids: list[str] = []
+
+    def add(self, image_id: int, img: np.ndarray, labels: list[Label]) -> None:
+        vid = f"{self.prefix}_{image_id:012d}"
+        _write_image(self.base / "JPEGImages" / f"{vid}.jpg", img)
+        (self.base / "Annotations" / f"{vid}.xml").write_text(self._xml(vid, labels))
+        self.ids.append(vid)
+
+    def close(self) -> None:
+        (self.base / "ImageSets" / "Main" / f"{self.name}.txt").write_text("".join(f"{i}\n" for i in self.ids))
+
+    def _xml(self, vid: str, labels: list[Label]) -> str:
+        """The annotation with every field YOLOX's VOCDetection and voc_eval read."""
+        root = ET.Element("annotation")
+        _element(root, "folder", f"VOC{VOC_YEAR}")
+        _element(root, "filename", f"{vid}.jpg")
+        _element(_element(root, "source"), "database", DESCRIPTION)
+        size = _element(root, "size")
+        for tag, value in (("width", self.size), ("height", self.size), ("depth", 3)):
+            _element(size, tag, str(value))
+        _element(root, "segmented", "0")
+        for label in labels:
+            obj = _element(root, "object")
+            _element(obj, "name", CLASS_NAMES[label.cls])
+            _element(obj, "pose", "Unspecified")
+            _element(obj, "truncated", "0")  # sample_shape places every shape wholly inside the image
+            _element(obj, "difficult", "0")
+            box = _element(obj, "bndbox")
+            for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), voc_box(label.xywh)):
+                _element(box, tag, str(value))
+        ET.indent(root)
+        return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _element(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
+    """A new child of parent, with its text."""
+    child = ET.SubElement(parent, tag)
+    child.text = text
+    return child
+
+
+_WRITERS = {"coco": _CocoSplit, "voc": _VocSplit}
+FORMATS: tuple[str, ...] = tuple(_WRITERS)
+
+
+def _write_split(root: Path, data_format: str, split_index: int, count: int, size: int,
+                 seed: int) -> tuple[str, dict[str, Any]]:
+    """Render one split into root in the given format; return its name and counts."""
+    writer = _WRITERS[data_format](root, split_index, size, seed)
+    objects = 0
+    per_class = [0] * len(CLASS_NAMES)
+    for image_id, img, labels in labelled_images(split_index, count, size, seed):
+        writer.add(image_id, img, labels)
+        objects += len(labels)
+        for label in labels:
+            per_class[label.cls] += 1
+    writer.close()
+    return writer.name, {"images": count, "objects": objects,
+                         "per_class": {n: per_class[k] for k, n in enumerate(CLASS_NAMES)}}
+
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> int:
@@ -388,8 +513,10 @@ def make_shapes(
     size: int = DEFAULT_SIZE,
     seed: int = DEFAULT_SEED,
     force: bool = False,
+    data_format: str = "coco",
 ) -> dict[str, Any]:
-    """Write the shapes dataset to out_dir and return a summary of counts.
+    """Write the shapes dataset to out_dir in ``data_format`` (one of FORMATS: "coco", "voc")
+    and return a summary of counts.
 
     Raises ValueError for bad arguments before anything is written.  The data
     are built in a hidden temporary sibling of out_dir and renamed into place
@@ -399,6 +526,8 @@ def make_shapes(
     val = _check_int("--val", val, 1, MAX_IMAGES)
     size = _check_int("--size", size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
     seed = _check_int("--seed", seed, 0, 2**63 - 1)
+    if data_format not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {data_format!r}")
     out = Path(out_dir).expanduser().absolute()
     created = _prepare_out(out, force)
     tmp: Path | None = None
@@ -407,23 +536,20 @@ def make_shapes(
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the usual mode
-        (tmp / "annotations").mkdir()
-        splits = {
-            name: _write_split(tmp, name, k, count, size, seed)
-            for k, (name, count) in enumerate(zip(SPLITS, (train, val)))
-        }
+        splits = dict(_write_split(tmp, data_format, k, count, size, seed) for k, count in enumerate((train, val)))
         _move_into_place(tmp, out)
     except BaseException:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         _remove_dirs(created)
         raise
-    return {"out_dir": str(out), "size": size, "seed": seed, "classes": list(CLASS_NAMES), "splits": splits}
+    return {"out_dir": str(out), "format": data_format, "size": size, "seed": seed, "classes": list(CLASS_NAMES),
+            "splits": splits}
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable multi-line summary of make_shapes' result."""
-    lines = [f"wrote {summary['out_dir']} (size {summary['size']}, seed {summary['seed']})"]
+    lines = [f"wrote {summary['out_dir']} ({summary['format']} layout, size {summary['size']}, seed {summary['seed']})"]
     for name, s in summary["splits"].items():
         per = ", ".join(f"{k} {v}" for k, v in s["per_class"].items())
         lines.append(f"  {name}: {s['images']} images, {s['objects']} objects "

@@ -1,6 +1,7 @@
 """Write the generated shapes dataset (``yolox_attn.data.shapes``) for the shapes exps.
 
     python -m yolox_attn.tools.make_shapes --out datasets/shapes [--train 512 --val 128 --size 320 --seed 0]
+    python -m yolox_attn.tools.make_shapes --out datasets/shapes_voc --format voc
 
 The generator lives in ``yolox_attn.data.shapes``; its public names are importable from here too,
 as before that move.
@@ -19,6 +20,7 @@ from ..data.shapes import (  # noqa: F401  (re-exported: this module's names bef
     DEFAULT_SIZE,
     DEFAULT_TRAIN,
     DEFAULT_VAL,
+    FORMATS,
     MAX_IMAGE_SIZE,
     MAX_IMAGES,
     MIN_IMAGE_SIZE,
@@ -37,9 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m yolox_attn.tools.make_shapes",
         description=(
-            f"Write a synthetic COCO-format shapes dataset ({', '.join(CLASS_NAMES)}) for YOLOX: "
-            "OUT/annotations/instances_{train,val}2017.json and OUT/{train,val}2017/*.jpg. "
-            "Identical arguments give identical files (for the same numpy and OpenCV versions)."
+            f"Write a synthetic shapes dataset ({', '.join(CLASS_NAMES)}) for YOLOX. COCO layout (default): "
+            "OUT/annotations/instances_{train,val}2017.json and OUT/{train,val}2017/*.jpg. VOC layout "
+            "(--format voc; OUT is then a VOC exp's data_dir): OUT/VOC2007/{JPEGImages,Annotations}/<id>.{jpg,xml} "
+            "and OUT/VOC2007/ImageSets/Main/{trainval,test}.txt holding the train and val splits. Both layouts "
+            "hold the same images and boxes; identical arguments give identical files (for the same numpy and "
+            "OpenCV versions)."
         ),
         epilog=(
             f"Rules: --train and --val are integers in [1, {MAX_IMAGES}]; --size is an integer in "
@@ -54,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", type=int, default=DEFAULT_VAL, help=f"val images (default {DEFAULT_VAL})")
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"image side in px (default {DEFAULT_SIZE})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    p.add_argument("--format", dest="data_format", choices=FORMATS, default="coco",
+                   help="dataset layout (default coco)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     return p
 
@@ -65,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         summary = make_shapes(args.out, train=args.train, val=args.val, size=args.size,
-                              seed=args.seed, force=args.force)
+                              seed=args.seed, force=args.force, data_format=args.data_format)
     except ValueError as exc:
         parser.error(str(exc))
     except OSError as exc:
