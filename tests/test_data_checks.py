@@ -113,10 +113,15 @@ def test_some_images_missing_names_the_first_and_the_count(tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     with raises(FileNotFoundError, expected):  # a relative data_dir: the paths still say where
         checks.check_coco_dataset(".", "instances_val2017.json", "val2017", 3)
-    # One of the two elsewhere: the folder is named with how many it holds.
+    # One of the two elsewhere, the other image in val2017: a folder holding no more of the listed
+    # images than the one YOLOX reads (as a train and a val folder with the same file names) is no hint.
     _jpg(tmp_path / "extra" / "b.jpg")
-    with raises_with(FileNotFoundError, f"; 1 of them is in {tmp_path / 'extra'}: set "
-                                                          f"val_image_dir 'extra'"):
+    with raises(FileNotFoundError, expected):
+        checks.check_coco_dataset(str(tmp_path), "instances_val2017.json", "val2017", 3, image_dir_attr="val_image_dir")
+    # Both missing ones elsewhere: that folder holds more of them, and is named with how many.
+    _jpg(tmp_path / "extra" / "c.jpg")
+    with raises_with(FileNotFoundError, f"; all of them are in {tmp_path / 'extra'}: set "
+                                        f"val_image_dir 'extra'"):
         checks.check_coco_dataset(str(tmp_path), "instances_val2017.json", "val2017", 3, image_dir_attr="val_image_dir")
 
 

@@ -101,9 +101,9 @@ def test_train_occupy_on_the_cpu_is_ignored_with_a_warning(tmp_path, tiny_shapes
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_train_failure_during_training_exits_1_naming_the_error_and_the_log(tmp_path, tiny_shapes, workers):
-    # A dataset whose training images are gone: the annotations pass the set-up checks, and the
-    # first batch fails (in a DataLoader worker when workers > 0). YOLOX's own Trainer would log
-    # the traceback and exit 0.
+    # A dataset whose training images are unreadable: the files exist, so the set-up checks pass,
+    # and the first batch fails (in a DataLoader worker when workers > 0). YOLOX's own Trainer
+    # would log the traceback and exit 0.
     import shutil
 
     data, opts = tiny_shapes
@@ -112,7 +112,7 @@ def test_train_failure_during_training_exits_1_naming_the_error_and_the_log(tmp_
     images = sorted((broken / "train2017").iterdir())
     assert images
     for image in images:
-        image.unlink()
+        image.write_bytes(b"not a jpeg")
     opts = [*opts, "data_dir", str(broken), "data_num_workers", str(workers)]
     code, lines = _train(tmp_path, opts)
     log = tmp_path / "out" / "yolox_nano_cam_shapes" / "train_log.txt"
@@ -122,6 +122,21 @@ def test_train_failure_during_training_exits_1_naming_the_error_and_the_log(tmp_
     assert lines[-1].endswith(f" not found; traceback in {log}")
     assert not any("Traceback" in line for line in lines)
     assert "Traceback" in log.read_text()
+
+
+def test_images_missing_on_disk_stop_training_before_it_starts(tmp_path, tiny_shapes):
+    import shutil
+
+    data, opts = tiny_shapes
+    broken = tmp_path / "broken"
+    shutil.copytree(data, broken)
+    first = sorted((broken / "train2017").iterdir())[0]
+    first.unlink()
+    code, lines = _train(tmp_path, [*opts, "data_dir", str(broken)])
+    assert code == 1 and lines[-1] == (
+        f"training failed: 1 of the 8 images listed in {broken}/annotations/instances_train2017.json is not in "
+        f"{broken}/train2017, the folder YOLOX reads them from: the first is '{first.name}'"), lines[-3:]
+    assert not any("Training start" in line for line in lines)
 
 
 def test_yolox_eval_tool_on_the_cpu_points_to_ours(tmp_path):

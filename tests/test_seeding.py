@@ -5,7 +5,7 @@ import torch
 from conftest import small_exp
 
 from yolox_attn.checkpoint import is_attention_key
-from yolox_attn.seeding import WorkerSeeder, derive_seed, own_generator
+from yolox_attn.seeding import WorkerSeeder, derive_seed, own_generator, seed_loader
 
 COMPARED = ("none", "ca", "cca", "acmix", "se")
 
@@ -78,9 +78,11 @@ def test_seeded_loader_repeats_its_batches_and_follows_data_seed(tmp_path):
 
     make_shapes(tmp_path / "s", train=6, val=2, size=64, seed=1)
 
-    def first_batches(**attrs):
+    def first_batches(data_start_epoch=0, **attrs):
         exp = small_exp("none", data_dir=str(tmp_path / "s"), input_size=(64, 64), data_num_workers=1, **attrs)
-        it = iter(exp.get_data_loader(batch_size=2, is_distributed=False))
+        loader = exp.get_data_loader(batch_size=2, is_distributed=False)
+        loader.pin_memory = False
+        it = iter(seed_loader(loader, exp.data_rng_seed(), epoch=data_start_epoch))
         return [next(it)[0] for _ in range(4)]  # more batches than images: augmentations matter
 
     first = first_batches(seed=3)

@@ -89,12 +89,22 @@ def evaluation_summary(evaluator, result, conf: float) -> Optional[str]:
     ap, ap50 = scores_of(result)
     lines = [summary.rstrip("\n")]
     if metric == "coco" and "Average Precision" not in summary:
-        lines += [zero_coco_summary(),
+        names = getattr(evaluator.dataloader.dataset, "_classes", None)  # COCODataset's, in label order
+        zeros = [class_value_table(names, [0.0] * len(names), m) for m in ("AP", "AR")] if names else []
+        lines += [zero_coco_summary(), *zeros,
                   f"no detections: the model scored no box above the confidence threshold {conf} on any image "
                   "(an undertrained model, or a --conf too high), so every AP is 0"]
     names = METRICS[metric]
     lines.append(f"{names[0]}: {ap:.4f}, {names[1]}: {ap50:.4f}")
     return "\n".join(lines)
+
+
+def class_value_table(class_names: Sequence[str], values: Sequence[float], metric: str, columns: int = 6) -> str:
+    """One value per class, as fractions with 3 decimals, ``columns // 2`` classes to a row."""
+    cells = [cell for pair in zip(class_names, values) for cell in pair]
+    width = min(columns, len(cells)) // 2 * 2
+    rows = itertools.zip_longest(*[cells[i::width] for i in range(width)])
+    return tabulate(rows, tablefmt="pipe", floatfmt=".3f", headers=["class", metric] * (width // 2), numalign="left")
 
 
 def per_class_table(coco_eval, class_names: Sequence[str], metric: str, columns: int = 6) -> str:
@@ -107,14 +117,12 @@ def per_class_table(coco_eval, class_names: Sequence[str], metric: str, columns:
     values = coco_eval.eval["precision"][:, :, :, 0, -1] if metric == "AP" else coco_eval.eval["recall"][:, None, :, 0, -1]
     if values.shape[2] != len(class_names):
         raise ValueError(f"{len(class_names)} class names for {values.shape[2]} evaluated classes")
-    cells = []
-    for idx, name in enumerate(class_names):
+    means = []
+    for idx in range(len(class_names)):
         v = values[:, :, idx]
         v = v[v > -1]  # -1: no ground truth for this class
-        cells += [name, float(np.mean(v)) if v.size else float("nan")]
-    width = min(columns, len(cells)) // 2 * 2
-    rows = itertools.zip_longest(*[cells[i::width] for i in range(width)])
-    return tabulate(rows, tablefmt="pipe", floatfmt=".3f", headers=["class", metric] * (width // 2), numalign="left")
+        means.append(float(np.mean(v)) if v.size else float("nan"))
+    return class_value_table(class_names, means, metric, columns)
 
 
 @contextlib.contextmanager

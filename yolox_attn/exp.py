@@ -267,7 +267,7 @@ class AttentionMixin:
         on_cuda = torch.cuda.is_available() and not (is_distributed and dist.get_backend() == "gloo")
         size = torch.zeros(2, dtype=torch.long, device="cuda" if on_cuda else "cpu")
         if rank == 0:
-            if not hasattr(self, "random_size"):
+            if getattr(self, "random_size", None) is None:
                 base = int(self.input_size[0] / 32)
                 self.random_size = (base - self.multiscale_range, base + self.multiscale_range)
             factor = random.randint(*self.random_size)
@@ -403,6 +403,8 @@ class AttentionExp(AttentionMixin, DatasetHooks, Exp):
                if getattr(type(self), name) is not getattr(AttentionExp, name)]
         if own:
             return [f"{type(self).__name__} loads its data with its own {own[0]}, which is not checked in advance"]
-        files = {"train": (self.train_ann, self.train_image_dir), "val": (self.val_ann, self.val_image_dir),
-                 "test": (self.test_ann, self.test_image_dir)}
-        return [note for split in splits for note in check_coco_dataset(self.data_dir, *files[split], self.num_classes)]
+        files = {"train": (self.train_ann, "train_image_dir"), "val": (self.val_ann, "val_image_dir"),
+                 "test": (self.test_ann, "test_image_dir")}
+        return [note for split in splits for note in check_coco_dataset(
+            self.data_dir, files[split][0], getattr(self, files[split][1]), self.num_classes,
+            image_dir_attr=files[split][1], labelled=split != "test")]

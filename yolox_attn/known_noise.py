@@ -19,6 +19,7 @@ import sys
 import warnings
 from typing import Callable, Iterator, Optional
 
+CPU_GRAD_SCALER = r"torch\.cuda\.amp\.GradScaler is enabled, but CUDA is not available"
 YOLOX_AMP_DEPRECATION = r"`torch\.cuda\.amp\.(GradScaler|autocast)\(args\.\.\.\)` is deprecated"
 
 
@@ -57,6 +58,8 @@ def yolox_tool() -> Optional[str]:
 def silence_known_noise() -> None:
     """Install the warning filter, and quiet the train tool's GPU count where nvidia-smi is missing."""
     warnings.filterwarnings("ignore", message=YOLOX_AMP_DEPRECATION, category=FutureWarning, module=r"yolox\.")
+    # YOLOX's trainer builds GradScaler(enabled=args.fp16); the CPU trainer replaces it
+    warnings.filterwarnings("ignore", message=CPU_GRAD_SCALER, category=UserWarning)
     main = sys.modules.get("__main__")
     count = getattr(main, "get_num_devices", None)
     if yolox_tool() == "yolox.tools.train" and callable(count) and shutil.which("nvidia-smi") is None:

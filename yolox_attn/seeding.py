@@ -70,3 +70,15 @@ def own_generator(seed: int, key: Key) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, key))
         yield
+
+
+def seed_loader(loader, seed: int, rank: int = 0, epoch: int = 0):
+    """Seed a YOLOX training loader before its first batch: its sampler's order and its workers'
+    augmentations follow (seed, rank, epoch) instead of YOLOX's fixed or uuid seeds; with no
+    workers, the augmentations run in this process, which is seeded instead. Returns ``loader``."""
+    seeder = WorkerSeeder(seed, rank, epoch)
+    loader.batch_sampler.sampler._seed = order_seed(seed, epoch)
+    loader.worker_init_fn = seeder
+    if loader.num_workers == 0:
+        seed_all(seeder.seed_for("main"))
+    return loader

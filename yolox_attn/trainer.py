@@ -15,12 +15,13 @@ from yolox.utils import get_world_size
 
 from .checkpoint import (check_pretrained, check_weights, load_checkpoint, load_pretrained, load_weights,
                          model_state)
-from .evaluator import METRICS, yolox_evaluation, metric_of, scores_of
+from .data.checks import size_override_note
+from .evaluator import METRICS, metric_of, scores_of, yolox_evaluation
 from .monitor import AttentionMonitor, append_jsonl, attention_scalars, read_jsonl, unwrap
 from .patching import replaced
 from .precision import autocast_training_forward, cpu_autocast_dtype
 from .preflight import error_line, user_exit
-from .seeding import WorkerSeeder, order_seed, seed_all
+from .seeding import seed_loader
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -79,6 +80,9 @@ class AttentionTrainer(Trainer):
             f"{type(self.exp).__name__} has no check_dataset: its data are not checked before training"]
         for note in notes:
             logger.warning(note)
+        sizes = size_override_note(self.exp)
+        if sizes is not None:
+            logger.info(sizes)
         ckpt_file = self._ckpt_file()
         self._ckpt = None
         if ckpt_file is not None:
@@ -114,13 +118,7 @@ class AttentionTrainer(Trainer):
         seed = self.exp.data_rng_seed() if hasattr(self.exp, "data_rng_seed") else None
         if seed is None:
             return loader
-        rank = dist.get_rank() if self.is_distributed else 0
-        seeder = WorkerSeeder(seed, rank, self.start_epoch)
-        loader.batch_sampler.sampler._seed = order_seed(seed, self.start_epoch)
-        loader.worker_init_fn = seeder
-        if loader.num_workers == 0:  # augmentations run in this process
-            seed_all(seeder.seed_for("main"))
-        return loader
+        return seed_loader(loader, seed, dist.get_rank() if self.is_distributed else 0, self.start_epoch)
 
     def record_evaluations(self) -> None:
         """Keep each evaluation's (AP, AP50), whichever YOLOX API returned it, for the records."""
@@ -223,11 +221,12 @@ class AttentionTrainer(Trainer):
         return model
 
     def evaluate_and_save_model(self):
-        best = os.path.join(self.file_name, "best_ckpt.pth")
-        if self.best_ap == 0 and not os.path.exists(best):
+        if self.best_ap == 0 and not getattr(self, "evaluated", False):
             # YOLOX writes best_ckpt.pth when AP rises above the best so far (0 at the start): a run
-            # that never scored would end without one. The first evaluation always counts.
+            # that never scored would end without one, or with an earlier run's. Until something
+            # scores, this run's first evaluation counts.
             self.best_ap = -1.0
+        self.evaluated = True
         with yolox_evaluation(self.evaluator):
             super().evaluate_and_save_model()
         ap, ap50 = self.last_eval

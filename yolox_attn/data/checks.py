@@ -130,8 +130,9 @@ def _check_image_files(path: str, data_dir: str, image_dir: str, images: List[An
     where = "" if os.path.isdir(folder) else ", which does not exist"
     message = (f"{len(missing)} of the {len(names)} images listed in {path} {_is(len(missing), 'is', 'are')} not in "
                f"{os.path.abspath(folder)}, the folder YOLOX reads them from{where}: the first is {missing[0]!r}")
+    # another folder is suggested only where it holds more of the listed images than this one
     found = _folder_holding(data_dir, missing)
-    if found is not None:
+    if found is not None and len(names) - len(_missing(os.path.join(data_dir, found[0]), names)) > len(names) - len(missing):
         rel, count = found
         attr = image_dir_attr or "the exp attribute that names the image folder (train_image_dir or val_image_dir)"
         held = "all of them are" if count == len(missing) else f"{count} of them {_is(count, 'is', 'are')}"

@@ -19,7 +19,7 @@ from yolox.tools.eval import make_parser
 from yolox.utils import configure_module, fuse_model, get_local_rank, get_model_info, setup_logger
 
 from ..checkpoint import load_checkpoint, load_weights, model_state
-from ..evaluator import yolox_evaluation, evaluation_summary, per_class_tables_as_fractions
+from ..evaluator import evaluation_summary, per_class_tables_as_fractions, yolox_evaluation
 from ..preflight import load_exp, user_exit
 
 
