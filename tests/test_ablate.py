@@ -313,3 +313,16 @@ def test_variance_split_matches_a_hand_computation():
     assert ablation.variance_split({0: 0.5, 1: 0.6}) is None  # no data-seed axis
     names = [r.name for r in ablation.plan_runs(["none"], [0, 1], None, data_seeds=[3, 4])]
     assert names == ["none_seed0_data3", "none_seed0_data4", "none_seed1_data3", "none_seed1_data4"]
+
+
+def test_reports_name_the_metric_the_runs_were_scored_with():
+    from yolox_attn.ablation.report import metric_names, summary_markdown
+
+    def runs(*metrics):
+        return [{"evals": [{"epoch": 1, "metric": m, "ap50": 0.5, "ap": 0.3}]} for m in metrics]
+
+    assert metric_names(runs("voc", "voc")) == ("VOC mAP@[.5:.95]", "VOC mAP50")
+    assert metric_names([{"evals": [{"epoch": 1, "ap50": 0.5}]}]) == ("COCO AP", "COCO AP50")  # records without it
+    with pytest.raises(ValueError, match=r"different metrics \['coco', 'voc'\]; compare like with like"):
+        metric_names(runs("coco", "voc"))
+    assert "AP is VOC mAP@[.5:.95], AP50 VOC mAP50" in summary_markdown([], "cmd", metric=metric_names(runs("voc")))
