@@ -11,14 +11,19 @@ from tabulate import tabulate
 from .patching import replaced
 
 
-def _skipping_empty_detections(write_results):
-    # YOLOX skips an image without detections of a class by `dets == []`, which numpy 2 refuses
-    # for the empty (0, 5) arrays its VOC evaluator passes ("operands could not be broadcast"):
-    # those are passed as [] instead.
-    def write(dataset, all_boxes):
-        return write_results(dataset, [[boxes if len(boxes) else [] for boxes in per_image]
-                                       for per_image in all_boxes])
-    return write
+def write_voc_results(dataset, all_boxes) -> None:
+    """What YOLOX's ``VOCDetection._write_voc_results_file`` writes, which numpy 2 stops it from
+    writing (it skips an image by ``dets == []``, which numpy 2 refuses for any array of boxes):
+    VOC's results files, one per class (the module's ``VOC_CLASSES``, which ``yolox_attn.voc``
+    sets to the data's names), a line per detection: image id, score, box in VOC's 1-based pixels."""
+    from yolox.data.datasets import voc
+
+    for class_index, name in enumerate(voc.VOC_CLASSES):
+        with open(dataset._get_voc_results_file_template().format(name), "wt") as f:
+            for image_index, (_, image_id) in enumerate(dataset.ids):
+                boxes = np.asarray(all_boxes[class_index][image_index], dtype=np.float64).reshape(-1, 5)
+                for x1, y1, x2, y2, score in boxes:
+                    f.write(f"{image_id} {score:.3f} {x1 + 1:.1f} {y1 + 1:.1f} {x2 + 1:.1f} {y2 + 1:.1f}\n")
 
 
 @contextlib.contextmanager
@@ -28,7 +33,7 @@ def yolox_evaluation(evaluator=None) -> Iterator[None]:
     Without CUDA, ``torch.cuda.FloatTensor``/``HalfTensor`` (which their ``evaluate`` casts
     images to and builds its timing statistics with) are the CPU's tensor types, and
     ``evaluator``'s loader, if given, stops asking for pinned memory. YOLOX's VOC evaluation
-    writes its result files with a test that numpy 2 refuses; it gets lists it accepts.
+    writes its result files with a test that numpy 2 refuses: ``write_voc_results`` writes them.
     """
     from yolox.data.datasets.voc import VOCDetection
 
@@ -38,8 +43,7 @@ def yolox_evaluation(evaluator=None) -> Iterator[None]:
             if loader is not None:
                 loader.pin_memory = False
             stack.enter_context(replaced(torch.cuda, FloatTensor=torch.FloatTensor, HalfTensor=torch.HalfTensor))
-        write = _skipping_empty_detections(VOCDetection._write_voc_results_file)
-        stack.enter_context(replaced(VOCDetection, _write_voc_results_file=write))
+        stack.enter_context(replaced(VOCDetection, _write_voc_results_file=write_voc_results))
         yield
 
 
