@@ -14,7 +14,6 @@ from .attention import attention_kwargs, attention_names, canonical_name
 from .checkpoint import is_attention_key
 from .neck import LEVELS, AttentionPAFPN, check_levels, check_position
 from .preflight import UsageError, check_yolox_tool_run, require_annotations, yolox_tool
-from .seeding import WorkerSeeder, order_seed, seed_all
 
 
 # What YOLOX's own exps (yolox/exp/default/yolox_<size>.py) set for each size.
@@ -137,7 +136,6 @@ class AttentionExp(Exp):
         self.finetune_schedule = {}
         self.compile_model = False
         self.data_dir = default_data_dir()
-        self.data_start_epoch = 0  # set by the trainers before the loader starts (resumed runs)
         self.last_eval = (0.0, 0.0)
 
     def use_yolox_size(self, size: str) -> None:
@@ -286,16 +284,6 @@ class AttentionExp(Exp):
         loader = super().get_data_loader(batch_size, is_distributed, no_aug, cache_img)
         if not torch.cuda.is_available():
             loader.pin_memory = False  # pinning needs CUDA; YOLOX always asks for it
-        seed = self.data_rng_seed()
-        if seed is not None:
-            # YOLOX seeds its workers from uuid: replace that, and the sampler's seed, so that a
-            # run's data follows its seed (and a resumed run does not replay its first epoch's).
-            rank = dist.get_rank() if is_distributed else 0
-            seeder = WorkerSeeder(seed, rank, self.data_start_epoch)
-            loader.batch_sampler.sampler._seed = order_seed(seed, self.data_start_epoch)
-            loader.worker_init_fn = seeder
-            if loader.num_workers == 0:  # augmentations run in this process
-                seed_all(seeder.seed_for("main"))
         return loader
 
     def get_eval_loader(self, batch_size, is_distributed, testdev=False, legacy=False):
