@@ -8,6 +8,7 @@ A kill (SIGKILL) can leave a temporary file behind: ``remove_leftovers`` clears 
 """
 
 import contextlib
+import errno
 import glob
 import os
 import shutil
@@ -21,7 +22,12 @@ TEMP_SUFFIX = ".partial"
 
 
 class WriteError(OSError):
-    """A file could not be written; its previous version, if any, is unchanged."""
+    """A file could not be written; its previous version, if any, is unchanged. ``errno`` is the
+    cause's; the message is the whole sentence."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.errno = code
 
 
 def _temp_prefix(path: str) -> str:
@@ -47,10 +53,39 @@ def _fsync_folder(folder: str) -> None:
             os.close(fd)
 
 
+def _os_error(err: BaseException):
+    """The OSError behind ``err``: itself, or one it was raised while handling (torch.save's
+    clean-up after a failed write raises a RuntimeError of its own)."""
+    while err is not None and not isinstance(err, OSError):
+        err = err.__context__
+    return err
+
+
 def _write_error(path: str, err: OSError) -> WriteError:
     before = "its previous version is intact" if os.path.exists(path) else "no earlier version existed"
     reason = f"[Errno {err.errno}] {err.strerror}" if err.strerror else str(err)
     return WriteError(err.errno, f"cannot write {path!r} ({reason}); {before}")
+
+
+class _WholeWrites:
+    """A binary file whose ``write`` writes all its data or raises. A disk that takes part of a
+    write (a file at its size limit) would else go unnoticed until torch.save checks its position."""
+
+    def __init__(self, raw: IO[bytes]):
+        self.raw = raw
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            written = self.raw.write(view[done:])
+            if not written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += written
+        return done
+
+    def __getattr__(self, name: str):
+        return getattr(self.raw, name)
 
 
 @contextlib.contextmanager
@@ -68,14 +103,17 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     try:
         fd, temp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=folder)
         os.chmod(temp, _FILE_MODE)
-        with os.fdopen(fd, mode) as f:
-            yield f
+        with os.fdopen(fd, mode, **({"buffering": 0} if "b" in mode else {})) as f:
+            yield _WholeWrites(f) if "b" in mode else f
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
         temp = None
-    except OSError as err:
-        raise _write_error(path, err) from err
+    except Exception as err:
+        cause = _os_error(err)
+        if cause is None:
+            raise
+        raise _write_error(path, cause) from err
     finally:
         if temp is not None:
             with contextlib.suppress(OSError):
@@ -100,8 +138,8 @@ def atomic_link(source: PathLike, path: PathLike) -> None:
     (no second copy on disk, instant), else a copied file. Replacing ``source`` later leaves
     ``path`` as it is."""
     source, path = os.fspath(source), os.fspath(path)
-    if os.path.abspath(source) == os.path.abspath(path):
-        return
+    if os.path.exists(path) and os.path.samefile(source, path):
+        return  # already (and a rename onto the same file would do nothing, leaving the temporary)
     folder = os.path.dirname(os.path.abspath(path))
     temp = os.path.join(folder, f"{_temp_prefix(path)}link{os.getpid()}{TEMP_SUFFIX}")
     try:
