@@ -35,11 +35,13 @@ def signal_name(signum: int) -> str:
 
 class StopSignals:
     """While in its ``with`` block (in the main thread), the stop signals set ``requested``
-    instead of ending the process; a second SIGINT raises KeyboardInterrupt."""
+    instead of ending the process; a second SIGINT raises KeyboardInterrupt. At the first one,
+    ``notice(signum)`` is written to stderr and ``on_stop(signum)`` called, if given."""
 
-    def __init__(self, notice: Optional[Callable[[int], str]] = None):
+    def __init__(self, notice: Optional[Callable[[int], str]] = None,
+                 on_stop: Optional[Callable[[int], None]] = None):
         self.requested = 0  # the first stop signal's number, 0 for none
-        self._notice = notice
+        self._notice, self._on_stop = notice, on_stop
         self._previous: Dict[int, object] = {}
 
     def __enter__(self) -> "StopSignals":
@@ -61,6 +63,8 @@ class StopSignals:
             if self._notice is not None:
                 # straight to the terminal: a logging call here could deadlock on its own lock
                 os.write(2, (self._notice(signum) + "\n").encode())
+            if self._on_stop is not None:
+                self._on_stop(signum)
 
     def agreed(self) -> int:
         """The stop signal of any rank (0: none); every rank must call it at the same point."""

@@ -27,8 +27,8 @@ METRICS_FILE = "metrics.jsonl"
 LATEST = "latest"
 # What a checkpoint holds beyond YOLOX's keys (start_epoch, model, optimizer, best_ap) for an exact
 # resume, read back after YOLOX's set-up (``restore_run_state``).
-RESUME_KEYS = ("start_iter", "train_model", "ema_updates", "eval_pending", "input_size", "rng", "batch_size",
-               "world_size", "iterations_per_epoch")
+RESUME_KEYS = ("start_iter", "train_model", "ema_updates", "eval_pending", "input_size", "rng", "last_losses",
+               "batch_size", "world_size", "iterations_per_epoch")
 
 
 class Stopped(SystemExit):
@@ -192,6 +192,7 @@ class AttentionTrainer(Trainer):
                 load_weights(self.ema_model.ema, state["model"], "the checkpoint's EMA")
             self.ema_model.updates = state.get("ema_updates", self.done)
         self.input_size = tuple(state.get("input_size", self.input_size))
+        self.last_losses = state.get("last_losses", {})  # for the record of an evaluation still to come
         # YOLOX closes mosaic at the start of epoch max_epoch - no_aug_epochs (1-based)
         mosaic_until = max(self.max_epoch - self.exp.no_aug_epochs - 1, 0) * self.max_iter
         self.stop_workers()  # of the loader YOLOX's set-up started
@@ -398,7 +399,8 @@ class AttentionTrainer(Trainer):
                  "model": (self.ema_model.ema if self.use_model_ema else model).state_dict(),
                  "optimizer": self.optimizer.state_dict(), "best_ap": float(self.best_ap),
                  "start_iter": start_iter, "eval_pending": self.eval_pending, "input_size": list(self.input_size),
-                 "rng": rng_state(), "batch_size": self.args.batch_size, "world_size": get_world_size(),
+                 "rng": rng_state(), "last_losses": getattr(self, "last_losses", {}),
+                 "batch_size": self.args.batch_size, "world_size": get_world_size(),
                  "iterations_per_epoch": self.max_iter}
         if self.use_model_ema:
             state.update(train_model=model.state_dict(), ema_updates=self.ema_model.updates)
