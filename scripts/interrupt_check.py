@@ -5,8 +5,9 @@
     python scripts/interrupt_check.py term-mid-epoch --out /tmp/ic/c -- -f ... max_epoch 3
 
 Everything after ``--`` goes to ``python -m yolox.tools.train -d 1`` (``-expn`` and ``output_dir``
-are set here). ``save-kills``: SIGKILL the moment a "Save weights" line appears (after the first
-epoch's files exist), ``--tries`` times, each time checking that ``latest_ckpt.pth`` still loads.
+are set here). ``save-kills``: SIGKILL the moment the "Save weights" line of ``latest_ckpt.pth``
+appears (after the last iteration of epoch 2 on; ``print_interval 1``), ``--tries`` times, each
+time checking that ``latest_ckpt.pth`` still loads.
 ``epoch-kill``: SIGKILL once the first evaluation is recorded, then ``--resume``. ``term-mid-epoch``:
 SIGTERM at the ``--at``-th logged iteration of epoch 2, then ``--resume``. Both compare every
 evaluation (total loss of its last iteration, AP, AP50) with an uninterrupted run of the same
@@ -16,6 +17,7 @@ command. The code under test is whatever ``python -m yolox.tools.train`` imports
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,8 +72,10 @@ def save_kills(argv, out, tries):
         state = {"epochs": 0}
 
         def at_save(line, folder, state=state):
-            if "start train epoch" in line:
-                state["epochs"] += 1
+            # the save right after the last iteration of epoch 2 on: latest_ckpt.pth's (YOLOX's after_epoch)
+            done = re.search(r"epoch: (\d+)/\d+, iter: (\d+)/(\d+)", line)
+            if done:
+                state["epochs"] = int(done[1]) if done[2] == done[3] else 0
             return state["epochs"] >= 2 and "Save weights" in line
         code, _, _ = train(argv, out, name, when=at_save)
         results.append({"try": k + 1, "exit": code, "latest_ckpt.pth": readable(os.path.join(out, name,

@@ -148,13 +148,16 @@ def test_trainer_checkpoints_are_whole_and_share_files_where_equal(trained):
     assert names == ["epoch_1_ckpt.pth", "epoch_2_ckpt.pth", "last_epoch_ckpt.pth", "last_mosaic_epoch_ckpt.pth",
                      "latest_ckpt.pth"]
     assert leftovers(out) == []
-    # the history file of the last epoch is that epoch's checkpoint, and latest is the newest: one file
+    # latest is the newest checkpoint, the one saved after the last evaluation: one file
     assert os.path.samefile(out / "latest_ckpt.pth", out / "last_epoch_ckpt.pth")
-    assert os.path.samefile(out / "epoch_2_ckpt.pth", out / "last_epoch_ckpt.pth")
     latest = load_checkpoint(out / "latest_ckpt.pth")
     assert (latest["start_epoch"], latest["start_iter"], latest["eval_pending"]) == (2, 0, False)
     assert {"model", "train_model", "optimizer", "rng", "ema_updates", "input_size"} <= set(latest)
     assert latest["ema_updates"] == 2 * latest["iterations_per_epoch"]
+    # the history files keep YOLOX's size: the same state without the trained weights beside the EMA
+    history = load_checkpoint(out / "epoch_2_ckpt.pth")
+    assert set(latest) - set(history) == {"train_model", "ema_updates"}
+    assert all(torch.equal(history["model"][k], v) for k, v in latest["model"].items())
 
 
 def test_a_failed_checkpoint_write_is_one_line_naming_the_file(tmp_path, tiny_shapes):

@@ -47,13 +47,11 @@ def user_exit(what: str, err: BaseException, detail: Optional[str] = None) -> Sy
     return SystemExit(f"{what} failed: {err}" if detail is None else f"{what} failed {detail}")
 
 
-def exit_status(status: int, message: Optional[str] = None) -> SystemExit:
-    """``SystemExit(status)``, with ``message`` as the last line on stderr (and in the log file)."""
-    if message is not None:
-        logger.debug(message)
-        _real_streams()
-        print(message, file=sys.stderr, flush=True)
-    return SystemExit(status)
+def final_line(message: str) -> None:
+    """Write ``message`` to the log file and, as the program's last line, to stderr."""
+    logger.debug(message)
+    _real_streams()
+    print(message, file=sys.stderr, flush=True)
 
 
 def error_line(err: BaseException) -> str:

@@ -19,7 +19,7 @@ from .checkpoint import (check_pretrained, check_weights, load_checkpoint, load_
 from .known_noise import yolox_tool
 from .monitor import AttentionMonitor, append_jsonl, attention_scalars, read_jsonl, unwrap
 from .precision import cpu_autocast_dtype
-from .preflight import error_line, exit_status, require_annotations, user_exit
+from .preflight import error_line, final_line, require_annotations, user_exit
 from .seeding import resumable_loader, rng_state, set_rng_state
 from .stopping import IgnoreStopSignals, RankWatchdog, StopSignals, signal_name
 
@@ -84,7 +84,8 @@ class AttentionTrainer(Trainer):
                 self.train_to_the_end()
         except SystemExit as end:
             if self.watchdog is not None and not isinstance(end, Stopped):
-                self.watchdog.report(f"rank {self.rank}: {end.code}")
+                reason = end.code if isinstance(end.code, str) else f"exited with status {end.code}"
+                self.watchdog.report(f"rank {self.rank}: {reason}")
             raise
         finally:
             if self.watchdog is not None:
@@ -335,17 +336,20 @@ class AttentionTrainer(Trainer):
         self.write_record("stop", signal=signal_name(signum), next_epoch=epoch + 1, next_iter=it + 1,
                           checkpoint=latest)
         self.stop_workers()
-        message = (f"training stopped by {signal_name(signum)} {self.describe(self.done)}; saved {latest}; "
-                   f"continue with: {resume_command()}")
-        raise Stopped(exit_status(128 + signum, message if self.rank == 0 else None).code)
+        if self.rank == 0:
+            final_line(f"training stopped by {signal_name(signum)} {self.describe(self.done)}; saved {latest}; "
+                       f"continue with: {resume_command()}")
+        raise Stopped(128 + signum)
 
     def interrupted(self, where: str) -> SystemExit:
         self.stop_workers()
         self.write_record("stop", signal="SIGINT", at_once=True, where=where)
-        saved = (f"{self._saved[1]} ({self.describe(self._saved[0][0])})" if self._saved
-                 else "none of this run")
-        return exit_status(128 + signal.SIGINT, f"training interrupted {where} by a second Ctrl-C, without saving; "
-                                                f"the newest checkpoint is {saved}; continue with: {resume_command()}")
+        saved = getattr(self, "_saved", None)
+        newest = f"{saved[1]} ({self.describe(saved[0][0])})" if saved else "none of this run"
+        if self.rank == 0:
+            final_line(f"training interrupted {where} by a second Ctrl-C, without saving; the newest checkpoint is "
+                       f"{newest}; continue with: {resume_command()}")
+        return SystemExit(128 + signal.SIGINT)
 
     # --------------------------------------------------------- checkpoints
     def resume_train(self, model):
@@ -392,7 +396,10 @@ class AttentionTrainer(Trainer):
         epoch's evaluation is to come, the best AP."""
         return self.done, self.eval_pending, float(self.best_ap)
 
-    def checkpoint_state(self, ap=None) -> dict:
+    def checkpoint_state(self, ap=None, trained_weights: bool = True) -> dict:
+        """YOLOX's checkpoint keys and those of an exact resume; without ``trained_weights`` (the
+        weights the optimizer trains, beside their EMA in ``model``), a resume from it restarts
+        the EMA from ``model`` as YOLOX's does."""
         model = unwrap(self.model)
         start_epoch, start_iter = divmod(self.done, self.max_iter)
         state = {"start_epoch": start_epoch,
@@ -402,7 +409,7 @@ class AttentionTrainer(Trainer):
                  "rng": rng_state(), "last_losses": getattr(self, "last_losses", {}),
                  "batch_size": self.args.batch_size, "world_size": get_world_size(),
                  "iterations_per_epoch": self.max_iter}
-        if self.use_model_ema:
+        if self.use_model_ema and trained_weights:
             state.update(train_model=model.state_dict(), ema_updates=self.ema_model.updates)
         if self.scaler is not None and self.scaler.is_enabled():
             state["scaler"] = self.scaler.state_dict()
@@ -412,19 +419,24 @@ class AttentionTrainer(Trainer):
 
     def save_ckpt(self, ckpt_name, update_best_ckpt=False, ap=None):
         """YOLOX's checkpoint ``<ckpt_name>_ckpt.pth`` with what an exact resume needs, written
-        atomically; ``latest`` (and ``best`` if ``update_best_ckpt``) then become this file.
-        A state already on disk (an epoch's history file, ``last_mosaic_epoch``) is linked to."""
+        atomically; ``latest`` (and ``best`` if ``update_best_ckpt``) then become this file, and a
+        state already on disk (``last_mosaic_epoch``) is a link to its file. The history files
+        ``epoch_<N>`` (``save_history_ckpt``) keep YOLOX's size: the EMA weights without the trained
+        ones, which would add half as much again to each."""
         self.best_ap = float(self.best_ap)
         if self.rank != 0:
             return
         logger.info(f"Save weights to {self.file_name}")
         path, key = self.ckpt_path(ckpt_name), self.state_key()
-        if self._saved is not None and self._saved[0] == key and os.path.isfile(self._saved[1]):
+        history = ckpt_name.startswith("epoch_")  # YOLOX's name for them
+        if history:
+            atomic_save(self.checkpoint_state(ap, trained_weights=False), path)
+        elif self._saved is not None and self._saved[0] == key and os.path.isfile(self._saved[1]):
             atomic_link(self._saved[1], path)
         else:
             atomic_save(self.checkpoint_state(ap), path)
             self._saved = (key, path)
-        if ckpt_name != LATEST:
+        if ckpt_name != LATEST and not history:
             atomic_link(path, self.ckpt_path(LATEST))
         if update_best_ckpt:
             atomic_link(path, self.ckpt_path("best"))
