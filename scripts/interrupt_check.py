@@ -29,20 +29,22 @@ import torch
 
 def train(argv: List[str], out: str, name: str, resume: bool = False,
           when: Optional[Callable[[str, str], bool]] = None, sig: int = signal.SIGKILL) -> Tuple[int, float, List[str]]:
-    """One train-tool process; ``sig`` once ``when(line, folder)`` holds. (exit status, seconds from
-    the signal to the exit or None, output lines). A resumed run drops ``-c``: it reads its own
+    """One train-tool process; ``sig`` to its process group once ``when(line, folder)`` holds. (exit
+    status, seconds from the signal to the exit or None, output lines). A resumed run drops ``-c``: it reads its own
     latest checkpoint."""
     if resume and "-c" in argv:
         at = argv.index("-c")
         argv = argv[:at] + argv[at + 2:]
     cmd = [sys.executable, "-m", "yolox.tools.train", "-d", "1", "-expn", name, *(["--resume"] * resume),
            *argv, "output_dir", out]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    # its own process group, which gets the signal, DataLoader workers included, as from Slurm or a terminal
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                            start_new_session=True)
     lines, sent = [], None
     for line in proc.stdout:
         lines.append(line.rstrip("\n"))
         if sent is None and when is not None and when(line, os.path.join(out, name)):
-            proc.send_signal(sig)
+            os.killpg(proc.pid, sig)
             sent = time.time()
     code = proc.wait()
     return code, (time.time() - sent if sent else None), lines
@@ -56,13 +58,19 @@ def evals(folder: str) -> List[dict]:
 
 
 def readable(path: str) -> str:
+    """Whether the checkpoint loads, and then the epoch it resumes at (the one being saved, or the
+    one before if the kill interrupted that save)."""
     try:
-        torch.load(path, map_location="cpu", weights_only=False)
-        return "loads"
+        return f"loads (start_epoch {torch.load(path, map_location='cpu', weights_only=False)['start_epoch']})"
     except FileNotFoundError:
         return "missing"
     except Exception as err:  # noqa: BLE001 - any failure to load is the finding
         return f"unreadable ({os.path.getsize(path)} bytes: {type(err).__name__})"
+
+
+def partial_files(folder: str) -> int:
+    """Temporary files of atomic writes a kill cut short (hidden, beside their target)."""
+    return sum(name.startswith(".") and name.endswith(".partial") for name in os.listdir(folder))
 
 
 def save_kills(argv, out, tries):
@@ -78,10 +86,11 @@ def save_kills(argv, out, tries):
                 state["epochs"] = int(done[1]) if done[2] == done[3] else 0
             return state["epochs"] >= 2 and "Save weights" in line
         code, _, _ = train(argv, out, name, when=at_save)
-        results.append({"try": k + 1, "exit": code, "latest_ckpt.pth": readable(os.path.join(out, name,
-                                                                                              "latest_ckpt.pth"))})
+        folder = os.path.join(out, name)
+        results.append({"try": k + 1, "exit": code, "partial files": partial_files(folder),
+                        "latest_ckpt.pth": readable(os.path.join(folder, "latest_ckpt.pth"))})
         print(json.dumps(results[-1]), flush=True)
-    ok = sum(r["latest_ckpt.pth"] == "loads" for r in results)
+    ok = sum(r["latest_ckpt.pth"].startswith("loads") for r in results)
     print(f"save-kills: latest_ckpt.pth loads after {ok} of {tries} kills during a save")
 
 

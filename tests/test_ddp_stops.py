@@ -10,7 +10,6 @@ import sys
 import textwrap
 import time
 
-import pytest
 from conftest import ROOT
 
 from yolox_attn.checkpoint import load_checkpoint

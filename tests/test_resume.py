@@ -111,18 +111,21 @@ def _opts(data, out):
 
 
 def _train(work, name, resume=False, stop=None):
-    """YOLOX's train tool; ``stop(line, folder)`` returns a signal to send (once), or None."""
+    """YOLOX's train tool; ``stop(line, folder)`` returns a signal to send (once), or None. The
+    signal goes to the whole process group, DataLoader worker included, as Slurm and a terminal
+    send theirs."""
     cmd = [sys.executable, "-m", "yolox.tools.train", "-f", str(EXP), "-d", "1", "-b", "2", "-expn", name,
            *(["--resume"] * resume), *_opts(work / "shapes", work / "out")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
     lines, sent = [], None
     for line in proc.stdout:
         lines.append(line.rstrip("\n"))
         if sent is None and stop is not None:
             sent = stop(line, work / "out" / name)
             if sent:
-                proc.send_signal(sent)
+                os.killpg(proc.pid, sent)
     return proc.wait(timeout=300), lines
 
 

@@ -211,7 +211,8 @@ class AttentionTrainer(Trainer):
                 logger.info(f"removed {len(removed)} partial file(s) of writes a kill interrupted: {removed}")
 
     def _check_same_schedule(self, state) -> None:
-        now = {"batch_size": self.args.batch_size, "world_size": get_world_size(), "iterations_per_epoch": self.max_iter}
+        now = {"batch_size": self.args.batch_size, "world_size": get_world_size(),
+               "iterations_per_epoch": self.max_iter}
         other = {k: state[k] for k in now if k in state and state[k] != now[k]}
         if other:
             logger.warning(f"resuming with {', '.join(f'{k} {now[k]}' for k in other)} where the checkpoint's run had "
