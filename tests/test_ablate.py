@@ -89,7 +89,8 @@ def test_every_run_finishes_with_a_complete_record(grid):
             assert r["conditions"]["threads"] == len(os.sched_getaffinity(0)) // int(JOBS)
         assert r["conditions"]["seed"] == r["conditions"]["data_seed"] == r["seed"]
         assert r["conditions"]["checkpoint"] is None and r["resumed"] == 0
-        assert "(data seed, rank, worker, start epoch)" in r["conditions"]["seeded"]["data order and augmentations"]
+        seeded = r["conditions"]["seeded"]["data order and augmentations"]
+        assert "each sample from (data seed, rank, batch, place)" in seeded
     # attention_stats_interval 1: the trainer's monitor wrote a record for each of the 2 iterations
     stats = [json.loads(line) for line in (out / "ca_gated_seed1" / "metrics.jsonl").read_text().splitlines()]
     stats = [r for r in stats if r["event"] == "stats"]

@@ -1,9 +1,10 @@
 """Loading YOLOX checkpoints with current torch, and fine-tuning from official weights."""
 
+import glob
 import os
 import pickle
 import zipfile
-from typing import Any, Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -66,6 +67,21 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") ->
     if not isinstance(ckpt, dict):
         raise ValueError(f"checkpoint {str(path)!r} holds a {type(ckpt).__name__}, not a dict")
     return ckpt
+
+
+def newest_readable_checkpoint(folder: Union[str, os.PathLike], exclude: Sequence[str] = ()
+                               ) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """The most recently written ``*_ckpt.pth`` in ``folder`` that loads, but ``exclude``, with
+    its contents; None if none does. Tried newest first, so usually only one is read."""
+    skip = {os.path.abspath(p) for p in exclude}
+    paths = [p for p in glob.glob(os.path.join(glob.escape(os.fspath(folder)), "*_ckpt.pth"))
+             if os.path.abspath(p) not in skip]
+    for path in sorted(paths, key=os.path.getmtime, reverse=True):
+        try:
+            return path, load_checkpoint(path)
+        except ValueError:
+            continue
+    return None
 
 
 def model_state(ckpt: Mapping[str, Any], path: str = "checkpoint") -> Mapping[str, torch.Tensor]:

@@ -119,14 +119,19 @@ class AttentionMixin:
         attention_stats_interval: every this many iterations the trainer records the
             attention's scalars, gradient norms and activation sizes in ``metrics.jsonl``
             (0: never).
-        data_seed: seeds data order and augmentations (DataLoader workers included); None (the
-            default) takes ``seed``. With both None, YOLOX's random seeding is kept.
+        data_seed: seeds data order and augmentations, each sample from its place in the run, so
+            that a resumed run sees what the uninterrupted one would (``yolox_attn.seeding``);
+            None (the default) takes ``seed``. With both None, YOLOX's random seeding is kept.
         finetune_schedule: the exp options of this exp's fine-tuning schedule, which the
             ablation tool applies to runs that continue from a checkpoint (``{}``: the exp's own).
         compile_model: True runs the model through ``torch.compile`` in the trainers and the eval
             tool (each input size compiles once, for minutes; see docs/benchmarks.md).
         class_names: the class names, in label order, for tables, pictures and exported files;
             None (the default): the dataset's.
+        save_history_ckpt: YOLOX's (kept as the exp sets it): True, YOLOX's default, keeps the checkpoint of
+            every evaluated epoch, ``epoch_<N>_ckpt.pth`` (YOLOX-s: 72 MB each, 44 files and 3.2 GB
+            in its 300-epoch schedule); False keeps only ``latest``, ``last_epoch``, ``best`` and
+            ``last_mosaic_epoch``.
     """
 
     def __init__(self):

@@ -99,10 +99,12 @@ class AttentionMonitor:
 
 
 def append_jsonl(path: str, record: Mapping) -> None:
-    """Append one JSON record as a line (the file is created with its folder)."""
+    """Append one JSON record as a line (the file is created with its folder). After a line a
+    kill left torn, the record starts a line of its own, so only the torn one is lost."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    with open(path, "a+b") as f:
+        torn = f.tell() > 0 and os.pread(f.fileno(), 1, f.tell() - 1) != b"\n"
+        f.write(("\n" if torn else "").encode() + (json.dumps(record) + "\n").encode())
 
 
 def read_jsonl(path: str) -> List[Dict]:

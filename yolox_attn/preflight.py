@@ -31,17 +31,26 @@ class UsageError(ValueError, SystemExit):
         self.code = message
 
 
-def user_exit(what: str, err: BaseException, detail: Optional[str] = None) -> SystemExit:
-    """``SystemExit("<what> failed: <err>")``, or ``"<what> failed <detail>"``; the traceback goes
-    to the log file only (DEBUG).
-
-    YOLOX's ``setup_logger`` replaces sys.stdout/stderr with a loguru stream that drops what
-    Python prints at exit, so the real streams are put back for the message (only then).
-    """
-    logger.opt(exception=err).debug(f"{what} failed")
+def _real_streams() -> None:
+    # YOLOX's ``setup_logger`` replaces sys.stdout/stderr with a loguru stream that drops what
+    # Python prints at exit: the real streams are put back for a last message (only then).
     if isinstance(sys.stderr, StreamToLoguru):
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+
+def user_exit(what: str, err: BaseException, detail: Optional[str] = None) -> SystemExit:
+    """``SystemExit("<what> failed: <err>")``, or ``"<what> failed <detail>"``; the traceback goes
+    to the log file only (DEBUG)."""
+    logger.opt(exception=err).debug(f"{what} failed")
+    _real_streams()
     return SystemExit(f"{what} failed: {err}" if detail is None else f"{what} failed {detail}")
+
+
+def final_line(message: str) -> None:
+    """Write ``message`` to the log file and, as the program's last line, to stderr."""
+    logger.debug(message)
+    _real_streams()
+    print(message, file=sys.stderr, flush=True)
 
 
 def error_line(err: BaseException) -> str:

@@ -5,13 +5,15 @@ compares each attention with ``none`` (paired and unpaired), ``report`` writes `
 ``summary.md`` and ``ablation.png``. The command line is ``python -m yolox_attn.tools.ablate``.
 """
 
-from .launch import LAUNCHERS, LocalLauncher, SubmititLauncher, local_slots, make_launcher, run_logged
+from .launch import (LAUNCHERS, LocalLauncher, RunningProcesses, SubmititLauncher, SubmititRun, local_slots,
+                     make_launcher, run_logged)
 from .report import summary_markdown, write_reports
-from .runs import RESERVED_OPTS, Grid, Run, as_opts, execute, is_gated, plan_runs, run_grid, run_record
+from .runs import RESERVED_OPTS, Grid, Run, RunCommand, as_opts, execute, is_gated, plan_runs, run_grid, run_record
 from .stats import BASELINE, mean_std, paired, summarize, variance_split, verdict, welch
 
 __all__ = [
-    "BASELINE", "Grid", "LAUNCHERS", "LocalLauncher", "RESERVED_OPTS", "Run", "SubmititLauncher", "as_opts",
+    "BASELINE", "Grid", "LAUNCHERS", "LocalLauncher", "RESERVED_OPTS", "Run", "RunCommand", "RunningProcesses",
+    "SubmititLauncher", "SubmititRun", "as_opts",
     "execute", "is_gated", "local_slots", "make_launcher", "mean_std", "paired", "plan_runs", "run_grid",
     "run_logged", "run_record", "summarize", "summary_markdown", "variance_split", "verdict", "welch", "write_reports",
 ]

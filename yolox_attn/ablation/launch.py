@@ -1,29 +1,65 @@
 """Where the ablation's training runs execute: here (at most N at once, each on its own cores or
 GPUs) or as Slurm jobs through submitit (its local executor runs them here)."""
 
+import ctypes
 import os
 import queue
 import shlex
+import signal
 import subprocess
+import sys
+import threading
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..preflight import error_line
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
+PR_SET_PDEATHSIG = 1  # prctl's option number (linux/prctl.h)
+Command = Callable[[], List[str]]  # a run's command line, decided when it starts
+
+
+def _die_with_parent() -> None:
+    # Linux: SIGTERM when the process that started us dies (even by SIGKILL), so a run never
+    # outlives its ablation tool to race a rerun's copy of itself; it stops at a checkpoint.
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def run_logged(cmd: Sequence[str], log: str, env: Optional[Mapping[str, str]] = None,
-               cpus: Sequence[int] = ()) -> int:
+               cpus: Sequence[int] = (), running: Optional[Set[subprocess.Popen]] = None) -> int:
     """Run ``cmd``, its output appended to ``log`` after a ``$ cmd`` line, with ``env`` added to the
-    environment and pinned to ``cpus`` (all allowed ones if empty); its exit status."""
+    environment and pinned to ``cpus`` (all allowed ones if empty); its exit status. ``running``
+    holds the process while it runs. Interrupted while waiting (submitit's requeue handler exits
+    this process), it stops the run with SIGTERM and waits for its checkpoint (a second
+    interruption kills it)."""
     os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
+
+    def start() -> None:
+        _die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
     with open(log, "a") as f:
         f.write(f"$ {shlex.join(cmd)}\n")
         f.flush()
-        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-        return subprocess.call(list(cmd), stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                               preexec_fn=pin)
+        proc = subprocess.Popen(list(cmd), stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                preexec_fn=start)
+        if running is not None:
+            running.add(proc)
+        try:
+            return proc.wait()
+        except BaseException:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait()
+            except BaseException:
+                proc.kill()
+                raise
+            raise
+        finally:
+            if running is not None:
+                running.discard(proc)
 
 
 @dataclass(frozen=True)
@@ -65,26 +101,78 @@ def local_slots(jobs: int, devices: int, gpus: Sequence[str], cpus: Sequence[int
     return [Slot(threads, tuple(cpus[k * share:(k + 1) * share])) for k in range(jobs)]
 
 
+class RunningProcesses:
+    """The runs a launcher has going; ``stop`` sends each SIGTERM, and each started afterwards too
+    (so a stop cannot miss a run starting at that moment). Safe to call from a signal handler."""
+
+    def __init__(self):
+        self._procs: Set[subprocess.Popen] = set()
+        self._lock = threading.RLock()
+        self.stopped = False
+
+    def add(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.add(proc)
+            if self.stopped:
+                proc.send_signal(signal.SIGTERM)
+
+    def discard(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            for proc in self._procs:
+                proc.send_signal(signal.SIGTERM)
+
+
 class LocalLauncher:
-    """Runs each command in a free slot, so that runs started together never share cores or GPUs."""
+    """Runs each command in a free slot, so that runs started together never share cores or GPUs.
+    Returns a run's exit status, or None for a run not started because the launcher was stopped."""
 
     def __init__(self, slots: Sequence[Slot]):
         self.slots = list(slots)
         self._free: "queue.Queue[Slot]" = queue.Queue()
         for slot in self.slots:
             self._free.put(slot)
+        self.running = RunningProcesses()
 
-    def __call__(self, cmd: Sequence[str], log: str, alone: bool = False) -> int:
+    def __call__(self, command: Command, log: str, alone: bool = False) -> Optional[int]:
         if alone:  # nothing else runs: the whole machine
-            return run_logged(cmd, log)
+            return None if self.running.stopped else run_logged(command(), log, running=self.running)
         slot = self._free.get()
         try:
-            return run_logged(cmd, log, slot.env, slot.cpus)
+            if self.running.stopped:
+                return None
+            return run_logged(command(), log, slot.env, slot.cpus, self.running)
         finally:
             self._free.put(slot)
 
+    def stop(self) -> None:
+        """Start no more runs; the running ones stop at their next iteration, with a checkpoint."""
+        self.running.stop()
+
     def describe(self) -> List[str]:
         return [slot.describe() for slot in self.slots]
+
+
+@dataclass(frozen=True)
+class SubmititRun:
+    """A run as a submitit job. Checkpointable: when Slurm preempts the job or its time runs out,
+    submitit requeues it (its run stops at a checkpoint, see ``run_logged``), and the requeued
+    job's command, decided when it starts, resumes the run."""
+
+    command: Command
+    log: str
+
+    def __call__(self) -> int:
+        return run_logged(self.command(), self.log)
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
 
 
 class SubmititLauncher:
@@ -99,15 +187,28 @@ class SubmititLauncher:
             self.executor.update_parameters(**self.parameters)
         except (TypeError, ValueError) as err:
             raise ValueError(f"submitit rejects the job parameters {self.parameters}: {error_line(err)}") from None
+        self.jobs: Set = set()
+        self.stopped = False
 
-    def __call__(self, cmd: Sequence[str], log: str, alone: bool = False) -> int:
-        job = self.executor.submit(run_logged, list(cmd), log)
+    def __call__(self, command: Command, log: str, alone: bool = False) -> Optional[int]:
+        if self.stopped:
+            return None
+        job = self.executor.submit(SubmititRun(command, log))
+        self.jobs.add(job)
         try:
             return job.result()
-        except Exception as err:  # the job itself failed (killed, timed out, node lost)
+        except Exception as err:  # the job itself failed (killed, timed out, node lost), or was cancelled
             with open(log, "a") as f:
-                f.write(f"submitit job {job.job_id} failed: {error_line(err)}\n")
-            return -1
+                f.write(f"submitit job {job.job_id} {'cancelled' if self.stopped else 'failed'}: {error_line(err)}\n")
+            return None if self.stopped else -1
+        finally:
+            self.jobs.discard(job)
+
+    def stop(self) -> None:
+        """Submit no more jobs; cancel the submitted ones (Slurm's SIGTERM: their runs stop at a checkpoint)."""
+        self.stopped = True
+        for job in list(self.jobs):
+            job.cancel(check=False)
 
     def describe(self) -> List[str]:
         return [f"submitit {self.executor.cluster} executor, {self.parameters}"]

@@ -4,6 +4,7 @@ import json
 import os
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
+from ..atomic import atomic_open, atomic_write_text
 from ..evaluator import METRICS
 from .stats import BASELINE, summarize, verdict
 
@@ -143,19 +144,22 @@ def plot(records: Sequence[Dict], path: str, metric: Tuple[str, str] = METRICS["
     for ax in axes:
         ax.set_ylabel(f"{metric[1]} (evaluation set)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:  # a grid with no finished run yet has no lines
+        axes[0].legend(fontsize=8)
     fig.suptitle("AP50 per evaluation: mean over seeds, band = min-max")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, dpi=110, format="png")
     plt.close(fig)
 
 
 def write_reports(records: Sequence[Dict], output_dir: str, command: str, setup: Mapping,
                   pretrain: Optional[Mapping] = None) -> None:
-    """``results.json`` (every record, the grid's set-up), ``summary.md`` and ``ablation.png``."""
+    """``results.json`` (every record, the grid's set-up), ``summary.md`` and ``ablation.png``, each
+    written whole or not at all (a grid may be stopped at any moment)."""
     metric = metric_names(records)
-    with open(os.path.join(output_dir, "results.json"), "w") as f:
-        json.dump({"command": command, "setup": dict(setup), "pretrain": pretrain, "runs": list(records)}, f, indent=1)
-    with open(os.path.join(output_dir, "summary.md"), "w") as f:
-        f.write(summary_markdown(summarize(records), command, pretrain, metric))
+    results = {"command": command, "setup": dict(setup), "pretrain": pretrain, "runs": list(records)}
+    atomic_write_text(os.path.join(output_dir, "results.json"), json.dumps(results, indent=1))
+    atomic_write_text(os.path.join(output_dir, "summary.md"),
+                      summary_markdown(summarize(records), command, pretrain, metric))
     plot(records, os.path.join(output_dir, "ablation.png"), metric)

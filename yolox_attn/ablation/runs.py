@@ -3,7 +3,9 @@
 Each run is one ``python -m yolox.tools.train`` process with its own folder ``<output_dir>/<name>``,
 where the trainer writes ``metrics.jsonl``, and its own log ``<output_dir>/logs/<name>.log``. A
 run whose end record is there is done and skipped; one with a ``latest_ckpt.pth`` but no end
-record is resumed; the rest start. These rules hold whatever launches the runs.
+record is resumed (from the iteration where it stopped: the same run as an uninterrupted one);
+the rest start. These rules hold whatever launches the runs, and are applied when a run starts,
+so a Slurm job requeued after preemption resumes its run too.
 """
 
 import os
@@ -108,6 +110,9 @@ class Grid:
             return cmd + list(self.opts) + ["max_epoch", str(run.pretrain_epochs)]
         return cmd + (list(self.finetune_opts) if finetune else []) + list(self.opts)
 
+    def latest(self, run: Run) -> str:
+        return os.path.join(self.folder(run), "latest_ckpt.pth")
+
     def folder(self, run: Run) -> str:
         return os.path.join(self.output_dir, run.name)
 
@@ -127,9 +132,21 @@ def _last_line(path: str) -> str:
 _CONDITION_SKIP = ("event", "epoch", "wall_seconds", "train_seconds")
 
 
+@dataclass(frozen=True)
+class RunCommand:
+    """A run's train-tool command, decided when called: ``--resume`` if the run has a checkpoint."""
+
+    grid: Grid
+    run: Run
+
+    def __call__(self) -> List[str]:
+        return self.grid.command(self.run, resume=os.path.isfile(self.grid.latest(self.run)))
+
+
 def run_record(grid: Grid, run: Run, returncode: Optional[int]) -> Dict:
-    """What a run's metrics say: "done" (its end record is there), "failed" (its process ended
-    without one) or "unfinished" (``returncode`` None: no process of this call ran it)."""
+    """What a run's metrics say: "done" (its end record is there), "stopped" (a signal stopped it
+    at a checkpoint: a rerun resumes it), "failed" (its process ended without either) or
+    "unfinished" (``returncode`` None: no process of this call ran it)."""
     records = read_jsonl(os.path.join(grid.folder(run), METRICS_FILE))
     evals = [{k: r.get(k) for k in ("epoch", "metric", "ap50", "ap", "wall_seconds", "train_seconds", "loss")}
              for r in records if r["event"] == "eval"]
@@ -137,7 +154,8 @@ def run_record(grid: Grid, run: Run, returncode: Optional[int]) -> Dict:
     end = next((r for r in reversed(records) if r["event"] == "end"), None)
     log = grid.log(run)
     done = end is not None and returncode in (0, None) and bool(evals)
-    status = "done" if done else "unfinished" if returncode is None else "failed"
+    stopped = bool(records) and records[-1]["event"] == "stop"
+    status = "done" if done else "stopped" if stopped else "unfinished" if returncode is None else "failed"
     record = {"name": run.name, "attention": run.attention, "group": run.group, "seed": run.seed,
               "data_seed": run.data_seed, "pair": run.pair, "identity_init": run.identity_init, "status": status, "returncode": returncode, "log": log,
               # what was seeded, the checkpoint, device and threads, as the trainer recorded them
@@ -155,7 +173,7 @@ def run_record(grid: Grid, run: Run, returncode: Optional[int]) -> Dict:
     return record
 
 
-Launcher = Callable[..., int]  # (cmd, log, alone=False) -> exit status
+Launcher = Callable[..., Optional[int]]  # (command, log, alone=False) -> exit status (None: not started)
 
 
 def execute(grid: Grid, run: Run, launch: Launcher, alone: bool = False) -> Dict:
@@ -163,8 +181,7 @@ def execute(grid: Grid, run: Run, launch: Launcher, alone: bool = False) -> Dict
     previous = run_record(grid, run, None)
     if previous["status"] == "done":
         return previous
-    resume = os.path.isfile(os.path.join(grid.folder(run), "latest_ckpt.pth"))
-    return run_record(grid, run, launch(grid.command(run, resume), grid.log(run), alone=alone))
+    return run_record(grid, run, launch(RunCommand(grid, run), grid.log(run), alone=alone))
 
 
 def _timed_execute(grid: Grid, run: Run, launch: Launcher):

@@ -27,6 +27,7 @@ import argparse
 import ast
 import dataclasses
 import os
+import signal
 import sys
 import time
 from typing import Dict, List, Sequence
@@ -35,6 +36,7 @@ from ..ablation import (BASELINE, LAUNCHERS, RESERVED_OPTS, Grid, Run, as_opts, 
                         run_grid, run_record, write_reports)
 from ..attention import canonical_name
 from ..preflight import load_exp
+from ..stopping import StopSignals, signal_name
 from .benchmarking import int_at_least
 
 # The tool's options by how many values they take (the rest are flags); see split_argv.
@@ -180,10 +182,31 @@ def _describe(position: str, run: Run, record: Dict, seconds: float) -> str:
         return f"{head} {how}, AP50 {record['final_ap50']:.3f}, AP {record['final_ap']:.3f}"
     if record["status"] == "unfinished":
         return f"{head} unfinished (no end record yet) -> {record['log']}"
+    if record["status"] == "stopped":
+        return f"{head} stopped at a checkpoint (a rerun resumes it): {record['error']} -> {record['log']}"
     return f"{head} FAILED (exit {record['returncode']}): {record['error']} -> {record['log']}"
 
 
 def main(argv=None) -> int:
+    launchers = []  # the one run_ablation makes: a stop signal stops its runs at a checkpoint
+    notice = (lambda signum: f"[ablate] {signal_name(signum)}: the running trainings stop at their next iteration, "
+                             f"with a checkpoint; no other starts (Ctrl-C again stops at once)")
+    try:
+        with StopSignals(notice, lambda signum: [launcher.stop() for launcher in launchers]) as stop:
+            code = run_ablation(argv, launchers.append)
+    except KeyboardInterrupt:
+        print("[ablate] stopped at once by a second Ctrl-C; rerun the same command to continue each run from its "
+              "last checkpoint", flush=True)
+        return 128 + signal.SIGINT
+    if stop.requested:
+        print(f"[ablate] stopped by {signal_name(stop.requested)}; the runs that were training stopped at a "
+              f"checkpoint: rerun the same command to continue", flush=True)
+        return 128 + stop.requested
+    return code
+
+
+def run_ablation(argv, started) -> int:
+    """The tool's work; ``started(launcher)`` is told the launcher it makes."""
     call_start = time.time()
     argv = sys.argv[1:] if argv is None else list(argv)
     own, opts = split_argv(argv)
@@ -206,6 +229,7 @@ def main(argv=None) -> int:
     try:
         launch = make_launcher(args.launcher, args.jobs, args.devices, os.path.join(output_dir, "submitit"),
                                dict(args.slurm))
+        started(launch)
     except ValueError as err:
         raise SystemExit(f"ablate: {err}") from None
     setup = {"launcher": args.launcher, "jobs": args.jobs, "slots": launch.describe(), "checkpoint": grid.checkpoint,
@@ -242,11 +266,12 @@ def main(argv=None) -> int:
         records = run_grid(grid, runs, launch, args.jobs, on_done)
     setup["call_seconds"] = round(time.time() - call_start)  # this call's wall time, pretraining included
     write_reports(records, output_dir, command, setup, pretrain_record)
-    failed = [r["name"] for r in records if r["status"] != "done"]
-    print(f"[ablate] {len(records) - len(failed)} of {len(records)} runs finished"
-          + (f"; failed: {', '.join(failed)}" if failed else "")
+    unfinished = {status: [r["name"] for r in records if r["status"] == status]
+                  for status in ("failed", "stopped", "unfinished")}
+    print(f"[ablate] {sum(r['status'] == 'done' for r in records)} of {len(records)} runs finished"
+          + "".join(f"; {status}: {', '.join(names)}" for status, names in unfinished.items() if names)
           + f" ({setup['call_seconds']} s). Summary: {os.path.join(output_dir, 'summary.md')}", flush=True)
-    return 1 if failed else 0
+    return 1 if any(unfinished.values()) else 0
 
 
 if __name__ == "__main__":
