@@ -12,6 +12,7 @@ from yolox.utils import ModelEMA, get_model_info, get_world_size
 from .checkpoint import (check_pretrained, check_weights, load_checkpoint, load_pretrained, load_weights,
                          model_state)
 from .monitor import AttentionMonitor, append_jsonl, attention_scalars, read_jsonl
+from .multiscale import warn_if_sizes_exceed_recompile_limit
 from .precision import cpu_autocast_dtype
 from .preflight import error_line, require_annotations, user_exit
 
@@ -95,6 +96,7 @@ class AttentionTrainer(Trainer):
         # uncompiled): same modules, same state-dict keys. Static shapes, since the dynamic graph
         # of a whole ACmix model fails to compile.
         logger.info("Compiling the backbone with torch.compile (each new input size compiles once)")
+        warn_if_sizes_exceed_recompile_limit(self.exp)
         model = self.model.module if isinstance(self.model, DDP) else self.model
         model.backbone.compile(dynamic=False)
 
