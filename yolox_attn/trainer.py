@@ -11,6 +11,7 @@ from yolox.utils import ModelEMA, get_model_info, get_world_size
 
 from .checkpoint import (check_pretrained, check_weights, load_checkpoint, load_pretrained, load_weights,
                          model_state)
+from .distributed import norm_sync_on_the_cpu
 from .monitor import AttentionMonitor, append_jsonl, attention_scalars, read_jsonl
 from .multiscale import warn_if_sizes_exceed_recompile_limit
 from .precision import cpu_autocast_dtype
@@ -255,6 +256,10 @@ class CPUTrainer(AttentionTrainer):
         self.start_records()
         logger.info("Training start...")
         logger.info(f"\n{model}")
+
+    def after_epoch(self):
+        with norm_sync_on_the_cpu():  # YOLOX's BatchNorm sync before evaluating, under DDP, needs it
+            super().after_epoch()
 
     def train_one_iter(self):
         iter_start_time = time.time()
