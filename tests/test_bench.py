@@ -209,6 +209,7 @@ def test_bench_modules_json_columns_and_how_cost_grows_with_the_map(capsys):
         (["modules", "--sides", "9,x"], ["x", ">= 1"]),
         (["modules", "--channels", "0"], ["'0'", ">= 1"]),
         (["modules", "--device", "tpu"], ["tpu", "auto", "cpu", "cuda"]),
+        (["modules", "--attentions", "ca,acmix", "--channels", "10"], ["--channels 10", "acmix", "divisible by head=4"]),
         (["profile", "--runtimes", "torch,tensorrt"], ["tensorrt", "torch, onnxruntime"]),
     ],
 )

@@ -182,6 +182,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.mode_argv = argv[1:]  # what a worker process is given back, with --worker
     if args.mode == "model" and (args.no_onnxsim or args.onnx_dir) and not args.onnxruntime:
         parser.error("--no-onnxsim and --onnx-dir go with --onnxruntime")
+    if args.mode == "modules":
+        from ..attention import build_attention
+
+        for name in args.attentions:  # each must take this many channels (EMA's groups, ACmix's heads)
+            try:
+                build_attention(name, args.channels)
+            except ValueError as err:
+                parser.error(f"--channels {args.channels} does not suit {name}: {err}")
     return args
 
 

@@ -134,8 +134,8 @@ def format_table(rows: List[Dict]) -> str:
              f"{'side':>5s} {'attention':10s} {'GFLOPs':>16s} {'fwd+bwd ms med [min-max]':>36s} "
              f"{'fwd MiB':>16s} {'fwd+bwd MiB':>16s}"]
     for r in rows:
-        step = (f"{bm.fmt(r['step_ms_median'], '.2f')} [{bm.fmt(r['step_ms_min'], '.2f')}-"
-                f"{bm.fmt(r['step_ms_max'], '.2f')}]")
+        step = "-" if r["step_ms_median"] is None else (
+            f"{r['step_ms_median']:.2f} [{r['step_ms_min']:.2f}-{r['step_ms_max']:.2f}]")
         cells = [(bm.fmt(r["gflops"], ".4g"), r["gflops_ratio"]), (step, r["step_ratio"]),
                  (bm.fmt(r["fwd_peak_mib"], ".1f"), r["fwd_peak_ratio"]),
                  (bm.fmt(r["train_peak_mib"], ".1f"), r["train_peak_ratio"])]
