@@ -243,18 +243,17 @@ def run_onnxruntime(args: argparse.Namespace, models: Dict[str, nn.Module], rows
     bm.log(f"[onnxruntime] {len(paths)} rows x {args.repeats} repeats, {rounds} round(s) of one fresh process per row")
     for r in range(rounds):
         chunk = min(ORT_REPEATS_PER_PROCESS, args.repeats - r * ORT_REPEATS_PER_PROCESS)
-        for name, path in paths.items():
-            if rows[name]["error"]:
-                continue
+        for name, path in list(paths.items()):
             result = bm.run_worker(bm.worker_argv(args, ort_task(path, chunk, args.warmup)), mmap_threshold=None)
-            if "error" in result:
-                _add_error(rows[name], result["error"])
+            if "error" in result:  # killed, e.g. out of memory: no later rounds for this row
+                _add_error(rows[name], f"onnxruntime: {result['error']}")
+                del paths[name], times[name]
                 continue
             times[name] += result["times_s"]
             bm.log(f"  [onnxruntime] round {r + 1}/{rounds} {name}: "
                    + ", ".join(f"{t * 1e3:.1f}" for t in result["times_s"]) + " ms")
     for name, measured in times.items():
-        if measured and not rows[name]["error"]:
+        if measured:
             timing = bm.summarize(measured)
             rows[name].update(ort_ms_median=timing.median_s * 1e3, ort_ms_min=timing.min_s * 1e3,
                               ort_ms_max=timing.max_s * 1e3)
