@@ -30,7 +30,10 @@ def exp_loader():
 @pytest.fixture
 def eager_compile(monkeypatch):
     """``nn.Module.compile`` with dynamo's eager backend: dynamo traces for real, without inductor's
-    minutes of code generation. Returns the (module class name, keyword arguments) of each call."""
+    minutes of code generation. Returns the (module class name, keyword arguments) of each call.
+
+    A test with it proves what is compiled and how (modules, options, graphs), not inductor's
+    code: tests/test_compile.py compiles with inductor."""
     calls = []
     compile_module = torch.nn.Module.compile
 

@@ -12,7 +12,7 @@ from conftest import deprecated_torch_path
 
 from yolox_attn.attention import build_attention
 from yolox_attn.attention.acmix import ACmix, local_window_attention, reflect_pad2d
-from yolox_attn.baselines.acmix_unfold import UnfoldACmix
+from common_copies import UnfoldACmix
 
 acmix_module = importlib.import_module("yolox_attn.attention.acmix")  # the module, not the builder
 

@@ -1,4 +1,5 @@
-"""The benchmark tools on tiny configurations: every column present, sane ratios, clear errors.
+"""The bench tool on tiny configurations: every column present, figures checked against values
+computed another way, onnxruntime in processes of its own, clear errors.
 
 Timings are never asserted: the figures come from a shared machine.
 """
@@ -7,120 +8,145 @@ import contextlib
 import io
 import json
 import re
+import statistics
 import subprocess
 import sys
 
+import onnx
 import pytest
 import torch
+from conftest import EXPS_DIR, load_exp
 
-from yolox_attn.tools import bench, bench_ccnet
+from yolox_attn.tools import bench, benchmarking, model_cost, module_cost
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _json_rows(capsys) -> list:
-    return json.loads(capsys.readouterr().out)
+TINY = ["--size", "nano", "--tsize", "64", "--repeats", "1", "--warmup", "0", "--threads", "1", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
 def bench_run():
     # The smallest real run: one thread per process, two memory workers at once on two cores.
-    argv = ["--size", "nano", "--tsize", "64", "--repeats", "1", "--warmup", "0", "--jobs", "2", "--threads", "1",
-            "--device", "cpu", "--json"]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        rows = bench.main(argv)
+        rows = bench.main([*TINY, "--jobs", "2", "--json"])
     return rows, json.loads(printed.getvalue())
 
 
 def test_bench_json_has_every_column_for_every_row(bench_run):
     bench_rows, printed = bench_run
     assert printed == bench_rows
-    assert [r["attention"] for r in bench_rows] == list(bench.ATTENTIONS)
+    assert [r["attention"] for r in bench_rows] == list(model_cost.ATTENTIONS)
     for row in bench_rows:
-        assert set(row) == set(bench.COLUMNS), row["attention"]
+        assert set(row) == set(model_cost.COLUMNS), row["attention"]
         assert row["error"] is None, row
-        for column, _ in bench.FIGURES:
+        for column, _ in model_cost.FIGURES:
             assert row[column] is not None, (row["attention"], column)
 
 
-def test_bench_ratios_and_flops(bench_run):
+def test_bench_models_are_the_exp_files_models(bench_run):
+    # The bench builds each size without the checkout's exps: its parameter counts must be those of
+    # exps/yolox_nano_cam.py with the attention swapped, and its ratios theirs.
+    bench_rows, _ = bench_run
+    counts = {}
+    for row in bench_rows:
+        exp = load_exp(EXPS_DIR / "yolox_nano_cam.py")
+        exp.attention = row["attention"]
+        counts[row["attention"]] = sum(p.numel() for p in exp.get_model().parameters())
+        assert round(row["params_m"] * 1e6) == counts[row["attention"]], row["attention"]
+    for row in bench_rows[1:]:
+        assert row["params_ratio"] == pytest.approx(counts[row["attention"]] / counts["none"])
+
+
+def test_bench_counted_flops_see_the_matmuls_thop_misses(bench_run):
     bench_rows, _ = bench_run
     none = bench_rows[0]
-    for column, ratio_column in bench.FIGURES:
-        if ratio_column is None:
-            continue
-        if none[column] > 0:
-            assert none[ratio_column] == pytest.approx(1.0), ratio_column
-        else:  # a CPU peak-RSS reading can be 0 on an input this small: no ratio then
-            assert none[ratio_column] is None and "peak" in column
     for row in bench_rows[1:]:
-        assert row["params_m"] > none["params_m"]
-        assert row["gflops_yolox"] >= none["gflops_yolox"]
-        assert row["gflops_counted"] >= none["gflops_counted"]
-    # The matmuls thop misses show in the counted FLOPs of the attentions built on them.
+        assert row["gflops_yolox"] >= none["gflops_yolox"] and row["gflops_counted"] >= none["gflops_counted"]
     by_name = {r["attention"]: r for r in bench_rows}
-    for name in ("cca", "nonlocal"):
+    for name in ("cca", "nonlocal"):  # built on matmuls, which thop has no rule for
         assert by_name[name]["gflops_counted_ratio"] > by_name[name]["gflops_yolox_ratio"]
 
 
 def test_bench_without_onnxruntime_leaves_its_columns_empty(bench_run):
     bench_rows, _ = bench_run
     for row in bench_rows:
-        assert all(row[c] is None for pair in bench.ORT_FIGURES + bench.COMPILE_FIGURES for c in pair if c), row["attention"]
+        assert all(row[c] is None for pair in model_cost.ORT_FIGURES + model_cost.COMPILE_FIGURES for c in pair if c)
         assert row["onnx_exporter"] is None and row["onnx_simplified"] is None
 
 
-def test_bench_onnxruntime_exports_times_and_reports_what_cannot_export(tmp_path, capsys):
-    # bat declares that it cannot be exported to ONNX: its row says why and keeps its PyTorch figures.
-    rows = bench.main(["--size", "nano", "--tsize", "64", "--attentions", "ca,bat", "--repeats", "1", "--warmup", "0",
-                       "--threads", "1", "--device", "cpu", "--onnxruntime", "--onnx-dir", str(tmp_path), "--json"])
+def test_bench_onnxruntime_times_each_file_alone_in_fresh_processes(tmp_path, capsys, monkeypatch):
+    # One session per process, as a deployment runs it, the rows taking turns by rounds (of one
+    # repeat here); this process never opens a timing session. bat cannot be exported: its row says
+    # why and keeps its PyTorch figures.
+    workers = []
+    run_worker = benchmarking.run_worker
+
+    def record(argv, mmap_threshold=benchmarking.MMAP_THRESHOLD):
+        result = run_worker(argv, mmap_threshold)
+        workers.append((json.loads(argv[argv.index("--worker") + 1]), mmap_threshold, result))
+        return result
+
+    def no_session_here(*args, **kwargs):
+        raise AssertionError("an onnxruntime session was opened in the bench's own process")
+
+    monkeypatch.setattr(benchmarking, "run_worker", record)
+    monkeypatch.setattr(benchmarking, "ort_session", no_session_here)
+    monkeypatch.setattr(model_cost, "ORT_REPEATS_PER_PROCESS", 1)
+    argv = [*TINY, "--repeats", "2", "--attentions", "ca,bat", "--onnxruntime", "--no-onnxsim", "--onnx-dir", str(tmp_path),
+            "--json"]
+    rows = bench.main(argv)
     assert rows == json.loads(capsys.readouterr().out)
     none, ca, bat = rows
+    ort = [(task["path"].rsplit("/", 1)[1], task["repeats"], threshold) for task, threshold, _ in workers
+           if task["task"] == "ort"]
+    assert ort == [("none.onnx", 1, None), ("ca.onnx", 1, None)] * 2
     for row in (none, ca):
         assert row["error"] is None, row
-        for column, _ in bench.ORT_FIGURES:
-            assert row[column] is not None and row[column] > 0, (row["attention"], column)
-        assert row["onnx_exporter"] == "dynamo" and isinstance(row["onnx_simplified"], bool)
-        assert (tmp_path / f"{row['attention']}.onnx").is_file()
-    for _, ratio_column in bench.ORT_FIGURES:
-        if ratio_column:
-            assert none[ratio_column] == pytest.approx(1.0), ratio_column
-    assert ca["onnx_nodes"] > none["onnx_nodes"] and ca["onnx_nodes_ratio"] > 1
+        times = [t for task, _, result in workers
+                 if task["task"] == "ort" and task["path"].endswith(f"/{row['attention']}.onnx") for t in result["times_s"]]
+        assert len(times) == 2 and row["ort_ms_median"] == pytest.approx(statistics.median(times) * 1e3)
+        assert row["export_s"] > 0 and row["onnx_exporter"] == "dynamo" and row["onnx_simplified"] is False
+        assert row["onnx_nodes"] == len(onnx.load(str(tmp_path / f"{row['attention']}.onnx")).graph.node)
+    assert ca["onnx_nodes"] > none["onnx_nodes"]
     assert "ONNX export failed" in bat["error"] and "cannot be exported" in bat["error"]
     assert bat["infer_ms_median"] is not None and bat["ort_ms_median"] is None and bat["export_s"] is None
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.onnx", "none.onnx"]  # checkpoints removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.onnx", "none.onnx"]  # no checkpoint or exp left
 
 
-def test_bench_compile_times_the_compile_model_forms(eager_compile, capsys):
-    rows = bench.main(["--size", "nano", "--tsize", "64", "--attentions", "ca", "--repeats", "1", "--warmup", "0",
-                       "--threads", "1", "--device", "cpu", "--compile"])
-    assert sorted(eager_compile) == sorted([("AttentionPAFPN", {"dynamic": False}), ("YOLOX", {"dynamic": False})] * 2)
-    none, ca = rows
+def test_bench_compile_compiles_what_compile_model_compiles(eager_compile, capsys):
+    # Which modules, with which options: the whole model for inference (the eval tool), the backbone
+    # for the training step (the trainers). Dynamo's eager backend stands in for inductor here
+    # (tests/test_compile.py compiles with inductor).
+    rows = bench.main([*TINY, "--attentions", "none", "--compile"])
+    assert sorted(eager_compile) == [("AttentionPAFPN", {"dynamic": False}), ("YOLOX", {"dynamic": False})]
     for row in rows:
-        for column, _ in bench.COMPILE_FIGURES:
+        for column, _ in model_cost.COMPILE_FIGURES:
             assert row[column] is not None and row[column] > 0, (row["attention"], column)
-        for column, compiled_column, eager_column in bench.VS_EAGER:
-            assert row[column] == pytest.approx(row[compiled_column] / row[eager_column])
-    assert none["infer_compiled_ratio"] == pytest.approx(1.0)
-    assert ca["train_compiled_ratio"] == pytest.approx(ca["train_compiled_ms_median"] / none["train_compiled_ms_median"])
+        for column, _, _ in model_cost.VS_EAGER:
+            assert row[column] is not None and row[column] > 0, (row["attention"], column)
     assert "torch.compile (static shapes)" in capsys.readouterr().out
 
 
 def test_bench_reports_an_infeasible_row(monkeypatch, capsys):
     # Stand-in memory workers: nonlocal's "was killed" (as the OOM killer would), none's worked.
-    def fake_workers(module, argvs, jobs=1):
-        return [{"error": "memory worker killed by signal 9 (out of memory?)"} if "nonlocal" in argv
+    def fake_workers(argvs, jobs=1, mmap_threshold=None):
+        return [{"error": "memory worker killed by signal 9 (out of memory?)"} if '"nonlocal"' in argv[-1]
                 else {"infer_peak_mib": 1.0, "train_peak_mib": 2.0} for argv in argvs]
 
-    monkeypatch.setattr(bench.bm, "run_workers", fake_workers)
-    rows = bench.main(["--size", "nano", "--tsize", "64", "--attentions", "nonlocal", "--repeats", "1",
-                       "--warmup", "0", "--threads", "1", "--device", "cpu"])
+    monkeypatch.setattr(benchmarking, "run_workers", fake_workers)
+    rows = bench.main([*TINY, "--attentions", "nonlocal"])
     none, nonlocal_ = rows
     assert none["error"] is None and none["train_ms_median"] is not None
     assert "out of memory" in nonlocal_["error"] and nonlocal_["params_m"] > none["params_m"]
     assert nonlocal_["infer_ms_median"] is None and nonlocal_["gflops_counted"] is None
     assert "killed by signal 9" in capsys.readouterr().out  # the table shows it in the row
+
+
+def test_bench_reports_a_type_that_cannot_train_at_batch_one():
+    # timm's sk puts a BatchNorm on pooled (B, C, 1, 1) vectors: its row says why and what to do.
+    none, sk = bench.main([*TINY, "--attentions", "sk", "--jobs", "2", "--json"])
+    assert none["error"] is None and none["train_ms_median"] is not None
+    assert "--train-batch 2" in sk["error"] and sk["params_m"] > none["params_m"]
+    assert sk["train_ms_median"] is None
 
 
 def test_cpu_peak_memory_per_phase_in_a_worker():
@@ -145,9 +171,32 @@ def test_cpu_peak_memory_per_phase_in_a_worker():
 def test_yolox_gflops_is_what_get_model_info_reports():
     from yolox.utils import get_model_info
 
-    model, _ = bench.build_model("nano", "cca", torch.device("cpu"))
+    model, _ = model_cost.build_model("nano", "cca", torch.device("cpu"))
     reported = re.search(r"Gflops: ([0-9.]+)", get_model_info(model, (320, 320))).group(1)
-    assert f"{bench.yolox_gflops(model, 320):.2f}" == reported
+    assert f"{model_cost.yolox_gflops(model, 320):.2f}" == reported
+
+
+def test_bench_modules_flops_known_for_ca_and_growing_with_the_map_as_each_attention_does():
+    rows = bench.main(["modules", "--attentions", "ca,nonlocal,cca", "--channels", "16", "--sides", "5,9", "--batch", "2",
+                       "--no-timing", "--device", "cpu"])
+    flops = {(r["side"], r["attention"]): r["gflops"] * 1e9 for r in rows}
+    # CA: a 1x1 conv C -> mip on the H + W pooled vectors, then mip -> C on each: 4*C*mip*(H+W)
+    # FLOPs per image (2 per multiply-add; BatchNorm, pooling and the sigmoid gates uncounted).
+    mip = 8  # max(8, 16 // 32)
+    assert (flops[(5, "ca")], flops[(9, "ca")]) == (2 * 4 * 16 * mip * 10, 2 * 4 * 16 * mip * 18)
+    # Criss-cross grows as HW(H+W), non-local as (HW)^2: CCA is cheaper only once the map is large enough.
+    assert flops[(5, "cca")] > flops[(5, "nonlocal")] and flops[(9, "cca")] < flops[(9, "nonlocal")]
+    assert all(r["step_ms_median"] is None and r["fwd_peak_mib"] is None for r in rows)
+
+
+def test_bench_modules_json_has_every_column_timed_and_measured(capsys):
+    rows = bench.main(["modules", "--attentions", "nonlocal,cca", "--channels", "16", "--sides", "9", "--jobs", "2",
+                       "--repeats", "1", "--warmup", "0", "--threads", "1", "--device", "cpu", "--json"])
+    assert rows == json.loads(capsys.readouterr().out)
+    assert [(r["side"], r["attention"]) for r in rows] == [(9, "nonlocal"), (9, "cca")]
+    for row in rows:
+        assert set(row) == set(module_cost.COLUMNS) and row["error"] is None, row
+        assert row["step_ms_median"] > 0 and row["fwd_peak_mib"] >= 0 and row["train_peak_mib"] >= 0, row
 
 
 @pytest.mark.parametrize(
@@ -158,6 +207,11 @@ def test_yolox_gflops_is_what_get_model_info_reports():
         (["--tsize", "100"], ["100", "multiple of 32"]),
         (["--repeats", "0"], ["0", ">= 1"]),
         (["--no-onnxsim"], ["--no-onnxsim", "--onnxruntime"]),
+        (["modules", "--sides", "9,x"], ["x", ">= 1"]),
+        (["modules", "--channels", "0"], ["'0'", ">= 1"]),
+        (["modules", "--device", "tpu"], ["tpu", "auto", "cpu", "cuda"]),
+        (["modules", "--attentions", "ca,acmix", "--channels", "10"], ["--channels 10", "acmix", "divisible by head=4"]),
+        (["profile", "--runtimes", "torch,tensorrt"], ["tensorrt", "torch, onnxruntime"]),
     ],
 )
 def test_bench_bad_arguments(argv, expected, capsys):
@@ -167,6 +221,27 @@ def test_bench_bad_arguments(argv, expected, capsys):
     err = capsys.readouterr().err
     for text in expected:
         assert text in err
+
+
+def test_bench_help_names_the_modes(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.parse_args(["-h"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert all(re.search(rf"^\s+{mode}\s", out, re.MULTILINE) for mode in bench.MODES)
+
+
+def test_retired_benchmark_tools_name_their_new_spelling():
+    import importlib
+
+    for old, new in [("bench_modules", "bench modules"), ("bench_ccnet", "bench modules"), ("profile_ops", "bench profile")]:
+        with pytest.raises(ModuleNotFoundError, match=f"yolox_attn.tools.{old} was merged into the bench tool: "
+                                                      f"run python -m yolox_attn.tools.{new}"):
+            importlib.import_module(f"yolox_attn.tools.{old}")
+    # and as a command: that line alone, exit 1
+    proc = subprocess.run([sys.executable, "-m", "yolox_attn.tools.bench_ccnet", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "python -m yolox_attn.tools.bench modules" in proc.stderr
 
 
 def test_bench_lists_every_registered_attention(capsys):
@@ -180,7 +255,7 @@ def test_bench_lists_every_registered_attention(capsys):
 
 def test_bench_takes_any_registered_name_and_all():
     args = bench.parse_args(["--attention", "simam,CAM,se"])  # argparse's prefix of --attentions
-    assert args.attentions == ["none", "simam", "ca", "se"]
+    assert args.mode == "model" and args.attentions == ["none", "simam", "ca", "se"]
     from yolox_attn.attention import attention_names
 
     everything = bench.parse_args(["--attentions", "all"]).attentions
@@ -188,9 +263,7 @@ def test_bench_takes_any_registered_name_and_all():
 
 
 def test_bench_no_timing_measures_params_and_flops_of_new_types(capsys):
-    argv = ["--size", "nano", "--tsize", "64", "--attentions", "simam,ema,bat,se,sk", "--no-timing",
-            "--threads", "1", "--device", "cpu", "--json"]
-    rows = bench.main(argv)
+    rows = bench.main([*TINY, "--attentions", "simam,ema,bat,se,sk", "--no-timing", "--json"])
     assert rows == json.loads(capsys.readouterr().out)
     none, *others = rows
     assert [r["attention"] for r in others] == ["simam", "ema", "bat", "se", "sk"]
@@ -203,95 +276,3 @@ def test_bench_no_timing_measures_params_and_flops_of_new_types(capsys):
     assert round((by_name["simam"]["params_m"] - none["params_m"]) * 1e6) == 3
     for name in ("ema", "bat", "sk"):
         assert by_name[name]["params_m"] > none["params_m"] and by_name[name]["gflops_counted"] > none["gflops_counted"]
-
-
-def test_bench_ccnet_json_and_plot(tmp_path, capsys):
-    png = tmp_path / "ccnet.png"
-    rows = bench_ccnet.main(["--channels", "16", "--sizes", "5,9", "--jobs", "2", "--threads", "1", "--device", "cpu",
-                             "--plot", str(png), "--json"])
-    assert _json_rows(capsys) == rows
-    assert [r["size"] for r in rows] == [5, 9]
-    for row in rows:
-        assert set(row) == set(bench_ccnet.COLUMNS)
-        assert row["error"] is None
-        for column in bench_ccnet.COLUMNS:
-            if column != "error":
-                assert row[column] is not None or column.endswith("_ratio"), (row["size"], column)
-    # Criss-cross grows as HW(H+W), non-local as (HW)^2: CCA is cheaper only once the map is large enough.
-    assert rows[0]["gflops_ratio"] > 1 > rows[1]["gflops_ratio"]
-    assert png.read_bytes()[:8] == PNG_SIGNATURE and png.stat().st_size > 1000
-
-
-@pytest.mark.parametrize(
-    "argv, expected",
-    [
-        (["--channels", "4"], ["4", ">= 8", "C/8"]),
-        (["--sizes", "9,x"], ["x", ">= 1"]),
-        (["--device", "tpu"], ["tpu", "auto", "cpu", "cuda"]),
-    ],
-)
-def test_bench_ccnet_bad_arguments(argv, expected, capsys):
-    with pytest.raises(SystemExit) as exc:
-        bench_ccnet.parse_args(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    for text in expected:
-        assert text in err
-
-
-def test_bench_modules_json_columns_diffs_and_memory(capsys):
-    from yolox_attn.tools import bench_modules
-
-    rows = bench_modules.main(["--shape", "1", "16", "9", "11", "--repeats", "1", "--warmup", "0",
-                               "--threads", "1", "--device", "cpu", "--json"])
-    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert printed == rows
-    cases = [r for r in rows if r["kind"] == "case"]
-    compares = [r for r in rows if r["kind"] == "compare"]
-    assert [(r["pair"], r["impl"]) for r in cases] == bench_modules.CASES
-    assert [r["pair"] for r in compares] == list(bench_modules.PAIRS)
-    for row in cases:
-        assert set(row) == set(bench_modules.CASE_COLUMNS), row["label"]
-        assert row["error"] is None, row
-        assert all(row[c] is not None for c in bench_modules.CASE_COLUMNS if c != "error"), row
-        # Memory of one step measured in a worker; never assert timings.
-        assert isinstance(row["peak_mib"], float) and row["peak_mib"] > 0, row
-    for row in compares:
-        assert set(row) == set(bench_modules.COMPARE_COLUMNS), row["pair"]
-        assert row["error"] is None, row
-        assert all(row[c] is not None for c in bench_modules.COMPARE_COLUMNS if c != "error"), row
-        assert row["max_abs_diff_out"] <= 1e-5 and row["max_abs_diff_grad_x"] <= 1e-5, row
-        assert row["within_tolerance"] is True
-        assert isinstance(row["memory_ratio"], float) and row["memory_ratio"] > 0
-
-
-@pytest.mark.parametrize(
-    "argv, expected",
-    [
-        (["--shape", "1", "16", "9"], ["--shape", "expected 4 arguments"]),
-        (["--shape", "1", "0", "9", "11"], ["'0'", ">= 1"]),
-        (["--only", "foo"], ["foo", "acmix, cca"]),
-        (["--shape", "1", "4", "9", "11", "--only", "cca"], ["C=4", "C >= 8"]),
-        (["--shape", "1", "10", "9", "11", "--only", "acmix"], ["C=10", "divisible by", "4 heads"]),
-        (["--repeats", "0"], ["'0'", ">= 1"]),
-    ],
-)
-def test_bench_modules_bad_arguments(argv, expected, capsys):
-    from yolox_attn.tools import bench_modules
-
-    with pytest.raises(SystemExit) as exc:
-        bench_modules.main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    for text in expected:
-        assert text in err
-
-
-def test_bench_reports_a_type_that_cannot_train_at_batch_one(capsys):
-    # timm's sk puts a BatchNorm on pooled (B, C, 1, 1) vectors: its row says why and what to do.
-    rows = bench.main(["--size", "nano", "--tsize", "64", "--attentions", "sk", "--repeats", "1", "--warmup", "0",
-                       "--threads", "1", "--device", "cpu", "--json"])
-    none, sk = rows
-    assert none["error"] is None and none["train_ms_median"] is not None
-    assert "--train-batch 2" in sk["error"] and sk["params_m"] > none["params_m"]
-    assert sk["train_ms_median"] is None

@@ -8,7 +8,7 @@ from conftest import conv1x1, gradcheck_inputs_and_parameters
 
 from yolox_attn.attention import CrissCrossAttention
 from yolox_attn.attention.registry import build_attention
-from yolox_attn.baselines.cca_common import CommonCrissCross
+from common_copies import CommonCrissCross
 
 SHAPES = [(2, 16, 5, 7), (1, 16, 1, 6), (1, 16, 6, 1), (1, 16, 1, 1), (1, 24, 4, 9), (2, 8, 3, 2)]
 

@@ -21,9 +21,11 @@ from .atomic import WriteError, atomic_link, atomic_save, remove_leftovers
 from .checkpoint import (check_pretrained, check_weights, load_checkpoint, load_pretrained, load_weights,
                          model_state, newest_readable_checkpoint)
 from .data.checks import size_override_note
+from .distributed import norm_sync_on_the_cpu
 from .evaluator import METRICS, metric_of, scores_of, yolox_evaluation
 from .known_noise import yolox_tool
 from .monitor import AttentionMonitor, append_jsonl, attention_scalars, read_jsonl, unwrap
+from .multiscale import warn_if_sizes_exceed_recompile_limit
 from .patching import replaced
 from .precision import autocast_training_forward, cpu_autocast_dtype
 from .preflight import error_line, final_line, user_exit
@@ -267,6 +269,7 @@ class AttentionTrainer(Trainer):
         # uncompiled): same modules, same state-dict keys. Static shapes, since the dynamic graph
         # of a whole ACmix model fails to compile.
         logger.info("Compiling the backbone with torch.compile (each new input size compiles once)")
+        warn_if_sizes_exceed_recompile_limit(self.exp)
         model = self.model.module if isinstance(self.model, DDP) else self.model
         model.backbone.compile(dynamic=False)
 
@@ -521,7 +524,8 @@ def _no_occupy(local_rank) -> None:
 class CPUTrainer(AttentionTrainer):
     """YOLOX's own training loop on the CPU: its ``before_train`` and ``train_one_iter`` run as they
     are, with only their CUDA pieces replaced (device selection, the CUDA-stream prefetcher, DDP's
-    device ids, ``--occupy``, the GradScaler; evaluation's CUDA tensor types: ``yolox_evaluation``).
+    device ids, ``--occupy``, the GradScaler, the CUDA tensor of the BatchNorm sync under DDP;
+    evaluation's CUDA tensor types: ``yolox_evaluation``).
 
     ``--fp16`` becomes bfloat16 autocast of the training forward where the CPU has native bf16,
     else float32; inputs stay float32.
@@ -545,3 +549,7 @@ class CPUTrainer(AttentionTrainer):
         if self.autocast_dtype is not None:
             # after the EMA copy, which evaluates in float32 without the hooks
             autocast_training_forward(unwrap(self.model), self.autocast_dtype)
+
+    def train_in_epoch(self):
+        with norm_sync_on_the_cpu():  # YOLOX's BatchNorm sync under DDP before each evaluation needs it
+            super().train_in_epoch()

@@ -3,7 +3,7 @@
 Pan et al., "On the Integration of Self-Attention and Convolution", CVPR 2022
 (official code: LeapLabTHU/ACmix). This version keeps the official parameter names and shapes,
 so an official state dict loads with ``strict=True``, and computes the same numbers as the common
-``ReflectionPad2d`` + ``nn.Unfold`` formulation (``yolox_attn.baselines.acmix_unfold``) without
+``ReflectionPad2d`` + ``nn.Unfold`` formulation (a test reference, ``tests/common_copies.py``) without
 materialising its k_att^2 shifted copies of q, k, v: the window attention loops over the k_att^2
 offsets on slices of one padded map, and a custom autograd function recomputes the per-offset
 products in backward instead of storing them. The convolution path folds ``fc`` into

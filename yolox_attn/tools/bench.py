@@ -1,127 +1,50 @@
-"""Cost of each attention in a whole YOLOX model: params, FLOPs, latency, training step, memory.
+"""What each attention costs: params, FLOPs, time and memory, in PyTorch, onnxruntime and compiled.
 
-    python -m yolox_attn.tools.bench [--size s] [--tsize 640] [--attentions none,ca,cca,acmix,nonlocal]
+    python -m yolox_attn.tools.bench [model] [--size s] [--tsize 640] [--attentions none,ca,cca,acmix,nonlocal]
         [--repeats N] [--warmup N] [--threads 2] [--train-batch 1] [--device auto|cpu|cuda] [--json]
         [--no-timing] [--onnxruntime [--no-onnxsim] [--onnx-dir DIR]] [--compile]
+    python -m yolox_attn.tools.bench modules [--attentions ca,cca,acmix,nonlocal] [--channels 128]
+        [--sides 80] [--batch 1] [--repeats N] [--device auto|cpu|cuda] [--json] [--no-timing]
+    python -m yolox_attn.tools.bench profile [--size s] [--tsize 640] [--attentions none,cca,acmix]
+        [--runtimes torch,onnxruntime] [--train-batch 2] [--repeats 3] [--top 15] [--json]
     python -m yolox_attn.tools.bench --list
 
-``--attentions`` takes any registered name (``--list`` shows them with one line each) or ``all``;
-``--no-timing`` measures params and FLOPs only (no memory workers, no timed runs).
+Modes (``python -m yolox_attn.tools.bench MODE -h`` tells what each column is):
 
-One row per attention on dark3/dark4/dark5 of the chosen YOLOX size (depth, width and depthwise
-of ``exps/yolox_<size>_cam.py``, attention swapped), each figure also as a ratio to the ``none``
-row (plain YOLOX, always measured):
+  model     (the default) one row per attention in a whole YOLOX model of a size: params, GFLOPs,
+            inference and training-step time, peak memory; with --onnxruntime the project's ONNX
+            export, its time and nodes, and onnxruntime's latency; with --compile the compile_model
+            forms. Ratios to plain YOLOX.
+  modules   attention modules alone on feature maps of given sizes: GFLOPs, forward+backward
+            time, peak memory, as ratios to the first attention listed.
+  profile   per-op time of whole models with each attention, in torch.profiler and in
+            onnxruntime's own profiler.
+  --list    every registered attention with its one-line description.
 
-* params: every parameter of the model, in millions.
-* GFLOPs (YOLOX): what ``yolox.utils.get_model_info`` reports (thop on a 64x64 input, scaled by
-  (tsize/64)^2 and doubled), unrounded. thop only counts modules it has rules for (convolutions, BN,
-  pooling, linear), so the attention's matmuls/einsums count 0 and the quadratic cost of attention
-  is scaled as if it were linear: it under-counts attention.
-* GFLOPs (counted): ``torch.utils.flop_counter.FlopCounterMode`` on the real input at batch 1,
-  which sees every matmul/bmm/conv including those inside einsum (2 FLOPs per multiply-add;
-  softmax and element-wise ops are not counted by either).
-* inference: batch 1, eval mode, ``torch.no_grad``; median [min, max] over the repeats.
-* training step: forward with targets, backward, SGD step (YOLOX's optimizer at its warm-up
-  start lr, so every repeat does the same work), at ``--train-batch``.
-* peak memory of one inference and of one training step, each row in a fresh worker process,
-  after model build and a 64x64 warm-up (see ``yolox_attn.tools.benchmarking``). CPU (Linux): peak RSS
-  (VmHWM, reset through /proc/self/clear_refs before each phase) over the RSS at the phase's
-  start, with freed heap returned to the OS first (malloc_trim) and a fixed glibc mmap threshold
-  (large tensors unmapped when freed). CUDA:
-  torch.cuda.max_memory_allocated over the memory allocated at the phase's start.
-
-With ``--onnxruntime``, each row's model (its own weights, through a checkpoint) also goes
-through the project's ONNX tool (``yolox_attn.tools.export_onnx``, static 1x3xtsize x tsize
-input, boxes decoded as in the inference column, simplified unless ``--no-onnxsim``), which
-verifies the file against PyTorch in onnxruntime before writing it:
-
-* export s: wall seconds of that tool (export, simplification and its onnxruntime check).
-* ONNX nodes: nodes of the written graph.
-* ORT inference: onnxruntime's CPU provider with ``--threads`` intra-op threads, batch 1, repeats
-  interleaved across the rows like the PyTorch columns (on the CPU whatever ``--device`` is).
-
-A row whose model cannot be exported reports why instead of these columns.
-
-With ``--compile``, each row is also timed as the ``compile_model`` exp option runs it (static
-shapes, fresh models): inference through the whole model compiled, as the eval tool does, and
-training steps with the backbone (neck and attention) compiled, as the trainers do. Its columns:
-both times (ratios to ``none`` compiled, and to the row's eager time), and compile s, the wall
-seconds of the first compiled inference and training step.
-
-Timings run in this process with the repeats interleaved across attentions (round-robin), so a
-shared machine's drift hits every row alike; the memory workers run before them. CPU runs in
-float32 with ``--threads`` threads; CUDA runs under float16 autocast. A row that runs out of
-memory reports the error instead of stopping the run.
+Timed runs go round-robin across the rows, so that a shared machine's drift hits every row alike;
+memory and onnxruntime run in fresh worker processes of this tool. Progress goes to stderr, the
+table (or ``--json``) to stdout.
 """
 
 import argparse
 import json
 import sys
-import tempfile
-import time
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-from torch import nn
 
-from yolox_attn.tools import benchmarking as bm
+from . import benchmarking as bm
 
-SIZES: Tuple[str, ...] = ("nano", "tiny", "s", "m", "l", "x")
-ATTENTIONS: Tuple[str, ...] = ("none", "ca", "cca", "acmix", "nonlocal")  # the default rows
-EXPS_DIR = Path(__file__).resolve().parents[2] / "exps"
-THOP_STRIDE = 64  # the input side yolox.utils.get_model_info profiles before scaling
-WARM_SIZE = 64  # smallest input whose 2x2 stride-32 map lets batch-1 BatchNorm train; warms before the baseline
-WORKER_MODULE = "yolox_attn.tools.bench"  # not __name__, which is "__main__" under -m
-
-# (column, ratio column or None); every JSON row has all of these keys.
-FIGURES: Tuple[Tuple[str, Optional[str]], ...] = (
-    ("params_m", "params_ratio"),
-    ("gflops_yolox", "gflops_yolox_ratio"),
-    ("gflops_counted", "gflops_counted_ratio"),
-    ("infer_ms_median", "infer_ratio"),
-    ("infer_ms_min", None),
-    ("infer_ms_max", None),
-    ("train_ms_median", "train_ratio"),
-    ("train_ms_min", None),
-    ("train_ms_max", None),
-    ("infer_peak_mib", "infer_peak_ratio"),
-    ("train_peak_mib", "train_peak_ratio"),
-)
-# With --onnxruntime only (None otherwise).
-ORT_FIGURES: Tuple[Tuple[str, Optional[str]], ...] = (
-    ("ort_ms_median", "ort_ratio"),
-    ("ort_ms_min", None),
-    ("ort_ms_max", None),
-    ("export_s", "export_ratio"),
-    ("onnx_nodes", "onnx_nodes_ratio"),
-)
-# With --compile only: the compile_model forms' times, ratios to none's compiled times, and to the row's eager times.
-COMPILE_FIGURES: Tuple[Tuple[str, Optional[str]], ...] = (
-    ("infer_compiled_ms_median", "infer_compiled_ratio"),
-    ("infer_compiled_ms_min", None),
-    ("infer_compiled_ms_max", None),
-    ("train_compiled_ms_median", "train_compiled_ratio"),
-    ("train_compiled_ms_min", None),
-    ("train_compiled_ms_max", None),
-    ("compile_s", None),
-)
-VS_EAGER: Tuple[Tuple[str, str, str], ...] = (
-    ("infer_compiled_vs_eager", "infer_compiled_ms_median", "infer_ms_median"),
-    ("train_compiled_vs_eager", "train_compiled_ms_median", "train_ms_median"),
-)
-ONNX_FACTS: Tuple[str, ...] = ("onnx_exporter", "onnx_simplified")  # which exporter wrote it, simplified or not
-SETTINGS: Tuple[str, ...] = ("size", "tsize", "device", "precision", "threads", "train_batch", "repeats", "warmup")
-COLUMNS: Tuple[str, ...] = (
-    ("attention",) + SETTINGS + tuple(c for pair in FIGURES + ORT_FIGURES + COMPILE_FIGURES for c in pair if c)
-    + tuple(v[0] for v in VS_EAGER) + ONNX_FACTS + ("error",)
-)
+PROG = "python -m yolox_attn.tools.bench"
+MODES = ("model", "modules", "profile")
+RUNTIMES = ("torch", "onnxruntime")
 
 
 # ------------------------------------------------------------------------- arguments
 def _attention_name(text: str) -> str:
-    from yolox_attn.attention import canonical_name
+    from ..attention import canonical_name
 
     try:
         return canonical_name(text.strip())
@@ -129,17 +52,16 @@ def _attention_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _attention_list(text: str) -> List[str]:
-    from yolox_attn.attention import attention_names
+def _names(text: str) -> List[str]:
+    from ..attention import attention_names
 
-    names = []
     parts = attention_names(include_aliases=False) if text.strip().lower() == "all" else text.split(",")
-    for part in parts:
-        name = _attention_name(part)
-        if name not in names:
-            names.append(name)
+    return list(dict.fromkeys(_attention_name(part) for part in parts))
+
+
+def _rows_with_none(text: str) -> List[str]:
     # The reference row every ratio is taken against comes first, asked for or not.
-    return ["none"] + [n for n in names if n != "none"]
+    return ["none"] + [n for n in _names(text) if n != "none"]
 
 
 def _tsize(text: str) -> int:
@@ -154,389 +76,155 @@ def _tsize(text: str) -> int:
     return value
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Command line; argparse errors name the bad value and the allowed ones."""
-    p = argparse.ArgumentParser(
-        prog="python -m yolox_attn.tools.bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--size", default="s", choices=SIZES, help="YOLOX size (default s)")
-    p.add_argument("--tsize", type=_tsize, default=640, help="square input side, multiple of 32 (default 640)")
-    p.add_argument("--attentions", type=_attention_list, default=list(ATTENTIONS),
-                   help=f"comma-separated registered names (--list) or 'all' (default {','.join(ATTENTIONS)}; "
-                        "none is always added)")
-    p.add_argument("--list", action="store_true", help="print every registered attention with its description and exit")
-    p.add_argument("--no-timing", action="store_true", help="params and FLOPs only: no memory workers, no timed runs")
-    p.add_argument("--repeats", type=bm.int_at_least(1), default=5, help="timed runs per row (default 5)")
-    p.add_argument("--warmup", type=bm.int_at_least(0), default=2, help="untimed runs per row first (default 2)")
-    p.add_argument("--threads", type=bm.int_at_least(1), default=2, help="torch.set_num_threads (default 2)")
-    p.add_argument("--train-batch", type=bm.int_at_least(1), default=1, help="batch of the training step (default 1)")
-    p.add_argument("--device", default="auto", type=bm.device_arg,
-                   help="auto: CUDA (float16 autocast) when available, else CPU (default auto)")
-    p.add_argument("--jobs", type=bm.int_at_least(1), default=1,
-                   help="memory workers at once (default 1; more only if the machine holds them all)")
+def _sides(text: str) -> List[int]:
+    side = bm.int_at_least(1)
+    sides = sorted({side(part.strip()) for part in text.split(",") if part.strip()})
+    if not sides:
+        raise argparse.ArgumentTypeError(f"{text!r} has no map side; give e.g. 20,40,80")
+    return sides
+
+
+def _runtimes(text: str) -> List[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in RUNTIMES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown runtime(s) {bad or text!r}; allowed: {', '.join(RUNTIMES)}")
+    return names
+
+
+def _add_run_args(p: argparse.ArgumentParser, repeats: int, warmup: int, device: bool = True) -> None:
+    """The options every mode has, and the hidden re-entry of its worker processes."""
+    p.add_argument("--repeats", type=bm.int_at_least(1), default=repeats, help=f"timed runs per row (default {repeats})")
+    p.add_argument("--warmup", type=bm.int_at_least(0), default=warmup,
+                   help=f"untimed runs per row first (default {warmup})")
+    p.add_argument("--threads", type=bm.int_at_least(1), default=2,
+                   help="torch.set_num_threads and onnxruntime intra-op threads (default 2)")
+    if device:
+        p.add_argument("--device", default="auto", type=bm.device_arg,
+                       help="auto: CUDA when available, else CPU (default auto)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--onnxruntime", action="store_true",
-                   help="also export each row with the project's ONNX tool (timed, verified) and time onnxruntime")
-    p.add_argument("--no-onnxsim", action="store_true", help="with --onnxruntime: export without simplifying")
-    p.add_argument("--onnx-dir", type=Path, help="with --onnxruntime: keep the .onnx files here (default: a "
-                                                  "temporary folder, removed at the end)")
-    p.add_argument("--compile", action="store_true",
-                   help="also time each row as the compile_model exp option runs it (torch.compile, static "
-                        "shapes): the whole model for inference, the backbone for the training step")
-    p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
-    p.add_argument("--worker", type=_attention_name, help=argparse.SUPPRESS)  # internal: memory of one row
-    args = p.parse_args(argv)
-    if (args.no_onnxsim or args.onnx_dir) and not args.onnxruntime:
-        p.error("--no-onnxsim and --onnx-dir go with --onnxruntime")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: a JSON task, run in a fresh process
+
+
+def _add_model_args(p: argparse.ArgumentParser, attentions: str) -> None:
+    from ..exp import YOLOX_SIZES
+
+    p.add_argument("--size", default="s", choices=list(YOLOX_SIZES), help="YOLOX size (default s)")
+    p.add_argument("--tsize", type=_tsize, default=640, help="square input side, multiple of 32 (default 640)")
+    p.add_argument("--attentions", type=_rows_with_none, default=_rows_with_none(attentions),
+                   help=f"comma-separated registered names (--list) or 'all' (default {attentions}; "
+                        "none is always added)")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The tool's parser: one sub-parser per mode."""
+    from . import model_cost, module_cost, op_profile
+
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    modes = p.add_subparsers(dest="mode", metavar="MODE", required=True)
+
+    def mode(name: str, doc: str, summary: str) -> argparse.ArgumentParser:
+        return modes.add_parser(name, help=summary, description=doc, prog=f"{PROG} {name}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    model = mode("model", model_cost.__doc__, "whole YOLOX models, one row per attention (the default)")
+    _add_model_args(model, ",".join(model_cost.ATTENTIONS[1:]))
+    model.add_argument("--list", action="store_true", help="print every registered attention and exit")
+    model.add_argument("--no-timing", action="store_true", help="params and FLOPs only: no workers, no timed runs")
+    model.add_argument("--train-batch", type=bm.int_at_least(1), default=1,
+                       help="batch of the training step (default 1)")
+    model.add_argument("--jobs", type=bm.int_at_least(1), default=1,
+                       help="memory workers at once (default 1; more only if the machine holds them all)")
+    model.add_argument("--onnxruntime", action="store_true",
+                       help="also export each row with the project's ONNX tool (timed, verified) and time it "
+                            "in onnxruntime")
+    model.add_argument("--no-onnxsim", action="store_true", help="with --onnxruntime: export without simplifying")
+    model.add_argument("--onnx-dir", type=Path,
+                       help="with --onnxruntime: keep the .onnx files here (default: a temporary folder)")
+    model.add_argument("--compile", action="store_true",
+                       help="also time each row as the compile_model exp option runs it (torch.compile, static "
+                            "shapes): the whole model for inference, the backbone for the training step")
+    _add_run_args(model, repeats=5, warmup=2)
+
+    modules = mode("modules", module_cost.__doc__, "attention modules alone on feature maps")
+    modules.add_argument("--attentions", type=_names, default=["ca", "cca", "acmix", "nonlocal"],
+                         help="comma-separated registered names or 'all'; ratios to the first "
+                              "(default ca,cca,acmix,nonlocal)")
+    modules.add_argument("--channels", type=bm.int_at_least(1), default=128, help="map channels (default 128)")
+    modules.add_argument("--sides", type=_sides, default=[80],
+                         help="comma-separated square map sides (default 80: dark3 of YOLOX at 640)")
+    modules.add_argument("--batch", type=bm.int_at_least(1), default=1, help="batch size (default 1)")
+    modules.add_argument("--no-timing", action="store_true", help="FLOPs only: no workers, no timed runs")
+    modules.add_argument("--jobs", type=bm.int_at_least(1), default=1, help="memory workers at once (default 1)")
+    _add_run_args(modules, repeats=3, warmup=1)
+
+    profile = mode("profile", op_profile.__doc__, "per-op time in torch.profiler and onnxruntime (CPU)")
+    _add_model_args(profile, "cca,acmix")
+    profile.add_argument("--runtimes", type=_runtimes, default=list(RUNTIMES),
+                         help=f"comma-separated, from {', '.join(RUNTIMES)} (default both)")
+    profile.add_argument("--train-batch", type=bm.int_at_least(1),
+                         help="also profile PyTorch training steps at this batch")
+    profile.add_argument("--top", type=bm.int_at_least(1), default=15, help="ops per table (default 15)")
+    _add_run_args(profile, repeats=3, warmup=1, device=False)
+    profile.set_defaults(device=torch.device("cpu"))
+    return p
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Command line; without a mode word it is the model mode (the tool's spelling before it had modes).
+    argparse errors name the bad value and the allowed ones."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in MODES + ("-h", "--help"):
+        argv.insert(0, "model")
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    args.mode_argv = argv[1:]  # what a worker process is given back, with --worker
+    if args.mode == "model" and (args.no_onnxsim or args.onnx_dir) and not args.onnxruntime:
+        parser.error("--no-onnxsim and --onnx-dir go with --onnxruntime")
+    if args.mode == "modules":
+        from ..attention import build_attention
+
+        for name in args.attentions:  # each must take this many channels (EMA's groups, ACmix's heads)
+            try:
+                build_attention(name, args.channels)
+            except ValueError as err:
+                parser.error(f"--channels {args.channels} does not suit {name}: {err}")
     return args
 
 
-# ----------------------------------------------------------------------------- model
-def build_model(size: str, attention: str, device: torch.device) -> Tuple[nn.Module, torch.optim.Optimizer]:
-    """The YOLOX model of ``exps/yolox_<size>_cam.py`` with ``attention`` instead, and its optimizer."""
-    from yolox.exp import get_exp
-
-    path = EXPS_DIR / f"yolox_{size}_cam.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run from a yolox-attn checkout")
-    exp = get_exp(str(path), None)
-    exp.attention = attention
-    model = exp.get_model().to(device)
-    # YOLOX's trainer builds the optimizer the same way; its warm-up lr starts at 0.
-    return model, exp.get_optimizer(1)
-
-
-def make_inputs(batch: int, tsize: int, device: torch.device, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Images (pixel range 0..255, as YOLOX feeds them) and targets (B, 50, 5) of 3 boxes each."""
-    g = torch.Generator().manual_seed(seed)
-    images = torch.rand(batch, 3, tsize, tsize, generator=g) * 255
-    targets = torch.zeros(batch, 50, 5)
-    for b in range(batch):
-        for i in range(3):
-            wh = tsize * (0.1 + 0.3 * torch.rand(2, generator=g))
-            centre = wh / 2 + (tsize - wh) * torch.rand(2, generator=g)
-            targets[b, i] = torch.tensor([i, *centre.tolist(), *wh.tolist()])
-    return images.to(device), targets.to(device)
-
-
-class Steps:
-    """Inference and training-step closures of one model (autocast float16 on CUDA)."""
-
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device):
-        self.model = model
-        self.inference_model = model
-        self.optimizer = optimizer
-        self.device = device
-        self.amp = device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-
-    def infer(self, images: torch.Tensor) -> None:
-        self.inference_model.eval()
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            self.inference_model(images)
-
-    def train(self, images: torch.Tensor, targets: torch.Tensor) -> None:
-        self.model.train()
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            loss = self.model(images, targets)["total_loss"]
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-
-
-def yolox_gflops(model: nn.Module, tsize: int) -> float:
-    """GFLOPs exactly as ``yolox.utils.get_model_info`` computes them, without its rounding."""
-    from copy import deepcopy
-
-    from thop import profile
-
-    img = torch.zeros((1, 3, THOP_STRIDE, THOP_STRIDE), device=next(model.parameters()).device)
-    macs, _ = profile(deepcopy(model), inputs=(img,), verbose=False)
-    return macs / 1e9 * tsize * tsize / THOP_STRIDE / THOP_STRIDE * 2
-
-
-def counted_gflops(model: nn.Module, tsize: int, device: torch.device) -> float:
-    """FlopCounterMode GFLOPs of one batch-1 forward in eval mode."""
-    images, _ = make_inputs(1, tsize, device, seed=0)
-    model.eval()
-    with torch.no_grad():
-        return bm.count_flops(lambda: model(images)) / 1e9
-
-
-# ---------------------------------------------------------------------------- onnx
-def _add_error(row: Dict, message: str) -> None:
-    row["error"] = f"{row['error']}; {message}" if row["error"] else message
-
-
-def export_onnx_row(args: argparse.Namespace, name: str, model: nn.Module, folder: Path) -> Dict:
-    """Export ``model`` with the project's ONNX tool, which verifies it in onnxruntime.
-
-    The model goes through a checkpoint, so the file holds this row's weights. Returns the file,
-    the tool's wall seconds, the node count and the tool's facts; ``{"error": ...}`` when the
-    tool cannot export or verify this model.
-    """
-    from yolox_attn.tools import export_onnx
-    from yolox_attn.tools.export_common import ExportCheckError
-
-    ckpt, path = folder / f"{name}.pth", folder / f"{name}.onnx"
-    torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, ckpt)
-    argv = ["-f", str(EXPS_DIR / f"yolox_{args.size}_cam.py"), "-c", str(ckpt), "--output-name", str(path),
-            "--decode_in_inference", *(["--no-onnxsim"] if args.no_onnxsim else []),
-            "attention", name, "test_size", f"({args.tsize},{args.tsize})"]
-    start = time.perf_counter()
-    try:
-        result = export_onnx.main(argv)
-    except (ExportCheckError, ValueError) as err:
-        return {"error": f"ONNX export failed: {str(err).splitlines()[0][:300]}"}
-    finally:
-        ckpt.unlink()
-    return {"path": str(path), "export_s": time.perf_counter() - start, "onnx_nodes": bm.onnx_node_count(str(path)),
-            "onnx_exporter": result.exporter, "onnx_simplified": result.simplified}
-
-
-def run_onnxruntime(args: argparse.Namespace, models: Dict[str, nn.Module], rows: Dict[str, Dict],
-                    folder: Path) -> None:
-    """Export every row, then time its onnxruntime session, repeats interleaved across rows."""
-    import numpy as np
-
-    sessions = {}
-    for i, (name, model) in enumerate(models.items()):
-        bm.log(f"[onnx] {i + 1}/{len(models)} {name}: export with yolox_attn.tools.export_onnx")
-        exported = export_onnx_row(args, name, model, folder)
-        if "error" in exported:
-            _add_error(rows[name], exported["error"])
-            bm.log(f"  [onnx] {name}: {exported['error']}")
-            continue
-        rows[name].update({k: v for k, v in exported.items() if k != "path"})
-        sessions[name] = bm.ort_session(exported["path"], args.threads)
-    image = make_inputs(1, args.tsize, torch.device("cpu"), args.seed)[0].numpy().astype(np.float32)
-    cases = {n: (lambda s=s: s.run(None, {s.get_inputs()[0].name: image})) for n, s in sessions.items()}
-    bm.log(f"[onnxruntime] {len(cases)} rows x ({args.warmup} warm-up + {args.repeats} repeats), interleaved")
-    for name, result in bm.interleaved_timings(cases, args.repeats, args.warmup, torch.device("cpu"),
-                                               "[onnxruntime]").items():
-        if isinstance(result, str):
-            _add_error(rows[name], result)
-            continue
-        rows[name].update(ort_ms_median=result.median_s * 1e3, ort_ms_min=result.min_s * 1e3,
-                          ort_ms_max=result.max_s * 1e3)
-
-
 # ---------------------------------------------------------------------------- worker
-def memory_worker(args: argparse.Namespace) -> None:
-    """Peak memory of one row, in this fresh process; prints one JSON line."""
-    torch.set_num_threads(args.threads)
-    device = args.device
+def run_task(args: argparse.Namespace) -> None:
+    """In a worker process: run the ``--worker`` task and print its result as one JSON line."""
+    from . import model_cost, module_cost
+
+    task = json.loads(args.worker)
 
     def measure() -> Dict:
-        steps = Steps(*build_model(args.size, args.worker, device), device)
-        images1, _ = make_inputs(1, args.tsize, device, args.seed)
-        images, targets = make_inputs(args.train_batch, args.tsize, device, args.seed)
-        small, small_targets = make_inputs(args.train_batch, WARM_SIZE, device, args.seed)
-
-        def warm() -> None:
-            steps.infer(small)
-            steps.train(small, small_targets)
-
-        peaks = bm.measure_peaks(
-            {"infer": lambda: steps.infer(images1), "train": lambda: steps.train(images, targets)}, device, warm
-        )
-        return {"infer_peak_mib": peaks["infer"], "train_peak_mib": peaks["train"]}
+        if task["task"] == "ort":
+            return bm.onnxruntime_runs(task["path"], args.threads, task["warmup"], task["repeats"], args.seed,
+                                       task["profile"])
+        torch.set_num_threads(args.threads)
+        if args.mode == "modules":
+            return module_cost.memory_peaks(args, task["attention"], task["side"])
+        return model_cost.memory_peaks(args, task["attention"])
 
     bm.worker_report(measure)
 
 
-def _worker_argv(args: argparse.Namespace, attention: str) -> List[str]:
-    return ["--worker", attention, "--size", args.size, "--tsize", str(args.tsize), "--threads", str(args.threads),
-            "--train-batch", str(args.train_batch), "--device", args.device.type, "--seed", str(args.seed)]
-
-
 # ------------------------------------------------------------------------------- run
-class CompiledSteps(Steps):
-    """The same closures as ``compile_model`` runs them: inference through the whole model compiled
-    (the eval tool), training with the backbone compiled (the trainers); one fresh model for each."""
-
-    def __init__(self, size: str, attention: str, device: torch.device):
-        model, optimizer = build_model(size, attention, device)
-        model.backbone.compile(dynamic=False)
-        super().__init__(model, optimizer, device)
-        self.inference_model, _ = build_model(size, attention, device)
-        self.inference_model.compile(dynamic=False)
-
-    def compile_seconds(self, images1: torch.Tensor, images: torch.Tensor, targets: torch.Tensor) -> float:
-        """Seconds of the first inference and the first training step, which compile."""
-        start = time.perf_counter()
-        self.infer(images1)
-        self.train(images, targets)
-        return time.perf_counter() - start
+def _print_rows(rows: List[Dict], as_json: bool, table: Callable[[List[Dict]], str]) -> None:
+    print(json.dumps(rows, indent=1) if as_json else table(rows))
 
 
-def run(args: argparse.Namespace) -> List[Dict]:
-    """Measure every row; return the rows with every column of ``COLUMNS``."""
-    torch.set_num_threads(args.threads)
-    device = args.device
-    names = args.attentions
-    settings = {
-        "size": args.size, "tsize": args.tsize, "device": device.type,
-        "precision": "float16 autocast" if device.type == "cuda" else "float32",
-        "threads": args.threads, "train_batch": args.train_batch, "repeats": args.repeats, "warmup": args.warmup,
-    }
-    if args.no_timing:
-        settings.update(repeats=0, warmup=0)
-    rows: Dict[str, Dict] = {n: {c: None for c in COLUMNS} | {"attention": n} | settings for n in names}
+def main(argv: Optional[Sequence[str]] = None):
+    """Entry point; returns what it printed: the rows (a list), the profiles (a dict), or [] for
+    ``--list`` and a worker's task."""
+    from . import model_cost, module_cost, op_profile
 
-    if not args.no_timing:
-        bm.log(f"[memory] {len(names)} rows, each in a fresh worker ({args.jobs} at a time)")
-        argvs = [_worker_argv(args, n) for n in names]
-        for name, peaks in zip(names, bm.run_workers(WORKER_MODULE, argvs, args.jobs)):
-            rows[name].update(peaks)
-            bm.log(f"  [memory] {name}: {peaks}")
-
-    steps: Dict[str, Steps] = {}
-    for i, name in enumerate(names):
-        bm.log(f"[build] {i + 1}/{len(names)} {name}: model, params, FLOPs")
-        model, optimizer = build_model(args.size, name, device)
-        rows[name]["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
-        rows[name]["gflops_yolox"] = yolox_gflops(model, args.tsize)  # a 64x64 input: always fits
-        if rows[name]["error"]:
-            continue  # its worker ran out of memory at tsize: so would this process
-        try:
-            rows[name]["gflops_counted"] = counted_gflops(model, args.tsize, device)
-        except Exception as err:  # noqa: BLE001
-            if not bm.is_out_of_memory(err):
-                raise
-            rows[name]["error"] = f"out of memory counting FLOPs: {str(err).splitlines()[0][:200]}"
-            continue
-        steps[name] = Steps(model, optimizer, device)
-
-    images1, _ = make_inputs(1, args.tsize, device, args.seed)
-    images, targets = make_inputs(args.train_batch, args.tsize, device, args.seed)
-    phases = () if args.no_timing else (
-        ("infer", "[inference]", {n: (lambda s=s: s.infer(images1)) for n, s in steps.items()}),
-        ("train", "[train step]", {n: (lambda s=s: s.train(images, targets)) for n, s in steps.items()}),
-    )
-    if args.compile and not args.no_timing:
-        compiled = {}
-        for name in steps:
-            bm.log(f"[compile] {name}: first inference and training step")
-            compiled[name] = CompiledSteps(args.size, name, device)
-            rows[name]["compile_s"] = compiled[name].compile_seconds(images1, images, targets)
-        phases += (
-            ("infer_compiled", "[inference, compiled]", {n: (lambda s=s: s.infer(images1)) for n, s in compiled.items()}),
-            ("train_compiled", "[train step, compiled]",
-             {n: (lambda s=s: s.train(images, targets)) for n, s in compiled.items()}),
-        )
-    for key, label, cases in phases:
-        bm.log(f"{label} {len(cases)} rows x ({args.warmup} warm-up + {args.repeats} repeats), interleaved")
-        for name, result in bm.interleaved_timings(cases, args.repeats, args.warmup, device, label).items():
-            if isinstance(result, str):
-                rows[name]["error"] = result
-                continue
-            rows[name][f"{key}_ms_median"] = result.median_s * 1e3
-            rows[name][f"{key}_ms_min"] = result.min_s * 1e3
-            rows[name][f"{key}_ms_max"] = result.max_s * 1e3
-
-    if args.onnxruntime and not args.no_timing:
-        models = {n: s.model for n, s in steps.items()}
-        if args.onnx_dir is None:
-            with tempfile.TemporaryDirectory(prefix="bench_onnx_") as folder:
-                run_onnxruntime(args, models, rows, Path(folder))
-        else:
-            args.onnx_dir.mkdir(parents=True, exist_ok=True)
-            run_onnxruntime(args, models, rows, args.onnx_dir)
-
-    ref = rows["none"]
-    for row in rows.values():
-        for column, ratio_column in FIGURES + ORT_FIGURES + COMPILE_FIGURES:
-            if ratio_column:
-                row[ratio_column] = bm.ratio(row[column], ref[column])
-        for column, compiled, eager in VS_EAGER:
-            row[column] = bm.ratio(row[compiled], row[eager])
-    return [rows[n] for n in names]
-
-
-# ----------------------------------------------------------------------------- table
-def _x(value: Optional[float]) -> str:
-    return "" if value is None else f"({value:.2f}x)"
-
-
-def format_table(rows: List[Dict]) -> str:
-    """Readable table with ratios to ``none`` and footnotes."""
-    s = rows[0]
-    head = (f"YOLOX-{s['size']} at {s['tsize']}x{s['tsize']} on {s['device']} ({s['precision']}, "
-            f"{s['threads']} threads), {s['repeats']} repeats after {s['warmup']} warm-up; ratios to 'none'")
-    header = (f"{'attention':10s} {'params M':>16s} {'GFLOPs yolox[1]':>18s} {'GFLOPs counted[2]':>19s} "
-              f"{'infer ms (b=1) med [min-max]':>38s} {'train step ms (b=' + str(s['train_batch']) + ') med [min-max]':>42s} "
-              f"{'infer peak MiB[3]':>20s} {'train peak MiB[3]':>20s}")
-    lines = [head, header, "-" * len(header)]
-    for r in rows:
-        infer = (f"{bm.fmt(r['infer_ms_median'], '.1f')} [{bm.fmt(r['infer_ms_min'], '.1f')}-"
-                 f"{bm.fmt(r['infer_ms_max'], '.1f')}] {_x(r['infer_ratio'])}")
-        train = (f"{bm.fmt(r['train_ms_median'], '.1f')} [{bm.fmt(r['train_ms_min'], '.1f')}-"
-                 f"{bm.fmt(r['train_ms_max'], '.1f')}] {_x(r['train_ratio'])}")
-        lines.append(
-            f"{r['attention']:10s} {bm.fmt(r['params_m'], '.3f'):>8s} {_x(r['params_ratio']):>7s} "
-            f"{bm.fmt(r['gflops_yolox'], '.2f'):>10s} {_x(r['gflops_yolox_ratio']):>7s} "
-            f"{bm.fmt(r['gflops_counted'], '.2f'):>11s} {_x(r['gflops_counted_ratio']):>7s} "
-            f"{infer:>38s} {train:>42s} "
-            f"{bm.fmt(r['infer_peak_mib'], '.1f'):>12s} {_x(r['infer_peak_ratio']):>7s} "
-            f"{bm.fmt(r['train_peak_mib'], '.1f'):>12s} {_x(r['train_peak_ratio']):>7s}"
-            + (f"  error: {r['error']}" if r["error"] else "")
-        )
-    if any(r["export_s"] is not None for r in rows):
-        lines += ["", f"ONNX Runtime (CPU provider, {s['threads']} threads, batch 1) of each row exported by "
-                      "yolox_attn.tools.export_onnx:",
-                  f"{'attention':10s} {'ORT infer ms med [min-max]':>34s} {'export s[4]':>16s} {'ONNX nodes':>16s} "
-                  f"{'exporter':>9s} {'simplified':>10s}"]
-        for r in rows:
-            ort = "-" if r["ort_ms_median"] is None else (
-                f"{r['ort_ms_median']:.1f} [{r['ort_ms_min']:.1f}-{r['ort_ms_max']:.1f}] {_x(r['ort_ratio'])}")
-            simplified = "-" if r["onnx_simplified"] is None else ("yes" if r["onnx_simplified"] else "no")
-            lines.append(f"{r['attention']:10s} {ort:>34s} {bm.fmt(r['export_s'], '.1f'):>8s} {_x(r['export_ratio']):>7s} "
-                         f"{bm.fmt(r['onnx_nodes'], 'd'):>8s} {_x(r['onnx_nodes_ratio']):>7s} "
-                         f"{r['onnx_exporter'] or '-':>9s} {simplified:>10s}")
-    if any(r["compile_s"] is not None for r in rows):
-        lines += ["", "torch.compile (static shapes) as compile_model runs it: inference through the whole model "
-                      "compiled, training steps with the backbone compiled; ratios to 'none' compiled, then to "
-                      "the row's eager time:",
-                  f"{'attention':10s} {'infer ms compiled':>26s} {'vs eager':>9s} {'train step ms compiled':>28s} "
-                  f"{'vs eager':>9s} {'compile s[5]':>13s}"]
-        for r in rows:
-            lines.append(f"{r['attention']:10s} {bm.fmt(r['infer_compiled_ms_median'], '.1f'):>18s} "
-                         f"{_x(r['infer_compiled_ratio']):>7s} {_x(r['infer_compiled_vs_eager']):>9s} "
-                         f"{bm.fmt(r['train_compiled_ms_median'], '.1f'):>20s} {_x(r['train_compiled_ratio']):>7s} "
-                         f"{_x(r['train_compiled_vs_eager']):>9s} {bm.fmt(r['compile_s'], '.1f'):>13s}")
-    memory_note = (
-        "growth of peak RSS (VmHWM, reset per phase) over RSS at the phase's start, fresh worker per row,\n"
-        "    after model build and a 64x64 warm-up; coarse for tiny inputs (resident pages, not tensors)"
-        if s["device"] == "cpu"
-        else "torch.cuda.max_memory_allocated over the memory allocated at the phase's start, fresh worker\n"
-        "    per row, after model build and a 64x64 warm-up"
-    )
-    lines += [
-        "",
-        "[1] as yolox.utils.get_model_info reports them: thop on a 64x64 input, scaled by (tsize/64)^2, x2.",
-        "    thop has no rule for matmul/einsum, so the attention maps themselves count 0 and the",
-        "    quadratic terms are scaled as if linear: it under-counts attention (most for nonlocal).",
-        "[2] torch.utils.flop_counter.FlopCounterMode on the real input, batch 1: every conv/matmul/bmm",
-        "    (einsum included), 2 FLOPs per multiply-add; softmax/element-wise ops uncounted in both.",
-        f"[3] {memory_note}.",
-    ]
-    if any(r["export_s"] is not None for r in rows):
-        lines.append("[4] wall seconds of the export tool: torch.export, ONNX translation, simplification and its "
-                     "onnxruntime check.")
-    if any(r["compile_s"] is not None for r in rows):
-        lines.append("[5] wall seconds of the first compiled inference and training step, which compile both graphs.")
-    return "\n".join(lines)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
-    """Entry point; returns the rows (the worker mode returns an empty list)."""
     args = parse_args(argv)
-    if args.list:
-        from yolox_attn.attention import describe_attentions
+    if args.mode == "model" and args.list:
+        from ..attention import describe_attentions
 
         print("\n".join(f"{name:10s} {text}" for name, text in describe_attentions().items()))
         return []
@@ -544,11 +232,19 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
         # YOLOX 0.3.0's head calls the deprecated torch.cuda.amp.autocast on every training step.
         warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.autocast", category=FutureWarning)
         if args.worker:
-            memory_worker(args)
+            run_task(args)
             return []
-        rows = run(args)
-    print(json.dumps(rows, indent=1) if args.json else format_table(rows))
-    return rows
+        if args.mode == "modules":
+            rows = module_cost.run(args)
+            _print_rows(rows, args.json, module_cost.format_table)
+            return rows
+        if args.mode == "profile":
+            profiles = op_profile.run(args)
+            print(op_profile.format_json(profiles) if args.json else op_profile.format_tables(profiles, args))
+            return profiles
+        rows = model_cost.run(args)
+        _print_rows(rows, args.json, model_cost.format_table)
+        return rows
 
 
 if __name__ == "__main__":

@@ -1,7 +1,15 @@
-"""Measuring helpers shared by the benchmark tools: device choice, timing, FLOPs, peak memory.
+"""Measuring helpers of the bench tool: device choice, timing, FLOPs, onnxruntime, peak memory, workers.
 
-Peak memory is measured in a fresh worker process per case (``run_workers`` starts them,
-``measure_peaks`` runs inside them), so that no other case's allocations hide or inflate it,
+Workers are fresh processes of the bench tool (``python -m yolox_attn.tools.bench <mode> ...
+--worker TASK``; ``run_workers`` starts them). Two things are measured in them:
+
+* onnxruntime latency and profiles (``onnxruntime_runs``), one session per process, as a
+  deployment runs it. Several sessions alive in one process each keep their own thread pool,
+  whose threads spin for a while after every run: timed round-robin in one process, each
+  session shared its 2 cores with the previous session's spinning thread (about 30 ms of CPU
+  per run on YOLOX-s at 640), which made large graphs read slower than they run alone
+  (docs/benchmarks.md).
+* peak memory (``measure_peaks``), so that no other case's allocations hide or inflate it,
 after a warm-up on a tiny input (lazy one-time allocations such as thread pools and kernel
 caches fall before the baseline), separately for each phase:
 
@@ -34,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 MIB = 2**20
 # Memory workers' glibc mmap threshold: see run_worker.
 MMAP_THRESHOLD = 128 * 1024
+WORKER_MODULE = "yolox_attn.tools.bench"  # the one CLI whose --worker runs a task (not __name__: "__main__" under -m)
 
 
 def log(msg: str) -> None:
@@ -205,6 +214,41 @@ def ort_session(path: str, threads: int, profile_prefix: Optional[str] = None):
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
+def ort_op_times(trace: str, runs: int) -> Dict[str, List[float]]:
+    """onnxruntime's kernel time per op type in one session's profile trace: {op: [ms, calls]} per run."""
+    with open(trace) as f:
+        events = json.load(f)
+    os.remove(trace)
+    totals: Dict[str, List[float]] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            total = totals.setdefault(event["args"]["op_name"], [0.0, 0.0])
+            total[0] += event["dur"] / 1e3  # microseconds
+            total[1] += 1
+    return {op: [ms / runs, calls / runs] for op, (ms, calls) in totals.items()}
+
+
+def onnxruntime_runs(path: str, threads: int, warmup: int, repeats: int, seed: int, profile: bool = False) -> Dict:
+    """In a worker: ``warmup`` untimed and ``repeats`` timed runs of one session on a random image
+    of its input shape (pixel range 0..255). ``{"times_s": [...]}``, or with ``profile`` the
+    kernel time per op type over every run, warm-up included (``{"ops": {op: [ms, calls]}}``)."""
+    import numpy as np
+
+    prefix = os.path.join(os.path.dirname(os.path.abspath(path)), f".profile_{os.getpid()}") if profile else None
+    session = ort_session(path, threads, prefix)
+    feed_name, shape = session.get_inputs()[0].name, session.get_inputs()[0].shape
+    image = (np.random.default_rng(seed).random(shape) * 255).astype(np.float32)
+    times = []
+    for i in range(warmup + repeats):
+        start = time.perf_counter()
+        session.run(None, {feed_name: image})
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    if profile:
+        return {"ops": ort_op_times(session.end_profiling(), warmup + repeats)}
+    return {"times_s": times}
+
+
 # ------------------------------------------------------------------------ peak memory
 def _proc_status_bytes(field: str) -> int:
     """``VmRSS`` (current) or ``VmHWM`` (peak) resident memory of this process, from /proc."""
@@ -292,24 +336,30 @@ def worker_report(measure: Callable[[], Dict]) -> None:
     print(json.dumps(result), flush=True)
 
 
-def run_worker(module: str, argv: Sequence[str], mmap_threshold: Optional[int] = MMAP_THRESHOLD) -> Dict:
-    """Run ``python -m module *argv`` in a fresh process; return the JSON of its last stdout line.
+def worker_argv(args: argparse.Namespace, task: Mapping) -> List[str]:
+    """The command line of a worker: this run's own (``args.mode``, ``args.mode_argv``, so the
+    worker sees the same settings) with ``--worker`` and the task as JSON."""
+    return [args.mode, *args.mode_argv, "--worker", json.dumps(task)]
+
+
+def run_worker(argv: Sequence[str], mmap_threshold: Optional[int] = MMAP_THRESHOLD) -> Dict:
+    """Run ``python -m yolox_attn.tools.bench *argv`` in a fresh process; return the JSON of its last stdout line.
 
     ``mmap_threshold``: glibc's ``MALLOC_MMAP_THRESHOLD_`` for the worker (bytes; None: the
     default dynamic threshold; a value already in the environment wins).
     A worker killed by a signal (the kernel's OOM killer sends SIGKILL) gives ``{"error": ...}``
     for the caller's row; any other failure is a bug and raises. Its stderr passes through.
     """
-    cmd = [sys.executable, "-m", module, *argv]
+    cmd = [sys.executable, "-m", WORKER_MODULE, *argv]
     env = dict(os.environ)
     if mmap_threshold is not None:
         # Needed despite malloc_trim, which only cleans up before a phase: inside it, glibc's
         # dynamic threshold rises to the size of each freed mmapped block (up to 32 MiB), so later
         # tensors come from the heap, whose freed gaps fit or not by allocation order; the RSS
-        # peak then overstates the live tensors by a noisy margin (bench_modules, 2x32x40x40, MiB,
-        # default / fixed 128 KiB / live tensors by torch.profiler: UnfoldACmix 120-139 / 85 / 83,
-        # CrissCrossAttention 16-19 / 9 / 7, CommonCrissCross 16-20 / 10.4 / 10, enough to flip the
-        # CCA memory ratio). With it every tensor above 128 KiB is mapped alone and unmapped when
+        # peak then overstates the live tensors by a noisy margin (fwd+bwd at 2x32x40x40, MiB,
+        # default / fixed 128 KiB / live tensors by torch.profiler: the common unfold ACmix 120-139 /
+        # 85 / 83, CrissCrossAttention 16-19 / 9 / 7, the common CCA 16-20 / 10.4 / 10, enough to flip
+        # a memory ratio). With it every tensor above 128 KiB is mapped alone and unmapped when
         # freed. Memory workers only: it adds page faults to large allocations, so never time under it.
         env.setdefault("MALLOC_MMAP_THRESHOLD_", str(mmap_threshold))
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
@@ -323,7 +373,7 @@ def run_worker(module: str, argv: Sequence[str], mmap_threshold: Optional[int] =
 
 
 def run_workers(
-    module: str, argvs: Sequence[Sequence[str]], jobs: int = 1, mmap_threshold: Optional[int] = MMAP_THRESHOLD
+    argvs: Sequence[Sequence[str]], jobs: int = 1, mmap_threshold: Optional[int] = MMAP_THRESHOLD
 ) -> List[Dict]:
     """``run_worker`` for each argument list, ``jobs`` at a time, results in order.
 
@@ -331,4 +381,4 @@ def run_workers(
     statistics), as long as the machine holds them all; never overlap them with timing.
     """
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(lambda argv: run_worker(module, argv, mmap_threshold), argvs))
+        return list(pool.map(lambda argv: run_worker(argv, mmap_threshold), argvs))
