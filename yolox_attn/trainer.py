@@ -196,10 +196,15 @@ class AttentionTrainer(Trainer):
         self.last_losses = state.get("last_losses", {})  # for the record of an evaluation still to come
         # YOLOX closes mosaic at the start of epoch max_epoch - no_aug_epochs (1-based)
         mosaic_until = max(self.max_epoch - self.exp.no_aug_epochs - 1, 0) * self.max_iter
-        self.stop_workers()  # of the loader YOLOX's set-up started
-        self.train_loader = resumable_loader(self.train_loader, self.exp.data_rng_seed(), self.done, mosaic_until,
-                                             IgnoreStopSignals(self.train_loader.worker_init_fn))
-        self.prefetcher = type(self.prefetcher)(self.train_loader)
+        try:
+            loader = resumable_loader(self.train_loader, self.exp.data_rng_seed(), self.done, mosaic_until,
+                                      IgnoreStopSignals(self.train_loader.worker_init_fn))
+        except ValueError as err:  # an exp's own kind of loader: it trains, but resumes are other runs
+            logger.warning(f"{err}: its data start afresh at each resume, so a resumed run is not the same run")
+        else:
+            self.stop_workers()  # of the loader YOLOX's set-up started
+            self.train_loader = loader
+            self.prefetcher = type(self.prefetcher)(self.train_loader)
         evaluation = getattr(self.evaluator, "dataloader", None)
         if evaluation is not None:
             evaluation.worker_init_fn = IgnoreStopSignals(evaluation.worker_init_fn)
