@@ -1,17 +1,19 @@
 """Interrupt YOLOX's train tool the ways a cluster does and check what survives (docs/resume.md).
 
-    python scripts/interrupt_check.py save-kills --out /tmp/ic/a -- -f exps/yolox_s_cam.py data_dir /tmp/shapes22 ...
-    python scripts/interrupt_check.py epoch-kill --out /tmp/ic/b -- -f exps/example/yolox_nano_cam_shapes.py ...
-    python scripts/interrupt_check.py term-mid-epoch --out /tmp/ic/c -- -f ... max_epoch 3
+    python scripts/interrupt_check.py save-kills --out DIR -- -f exps/yolox_s_cam.py -b 4 [opts]
+    python scripts/interrupt_check.py epoch-kill --out DIR [--repeat] -- -f EXP -b 8 [-c CKPT] [opts]
+    python scripts/interrupt_check.py term-mid-epoch --out DIR [--at N] [--repeat] -- -f EXP ... [opts]
 
 Everything after ``--`` goes to ``python -m yolox.tools.train -d 1`` (``-expn`` and ``output_dir``
-are set here). ``save-kills``: SIGKILL the moment the "Save weights" line of ``latest_ckpt.pth``
-appears (after the last iteration of epoch 2 on; ``print_interval 1``), ``--tries`` times, each
-time checking that ``latest_ckpt.pth`` still loads.
-``epoch-kill``: SIGKILL once the first evaluation is recorded, then ``--resume``. ``term-mid-epoch``:
-SIGTERM at the ``--at``-th logged iteration of epoch 2, then ``--resume``. Both compare every
-evaluation (total loss of its last iteration, AP, AP50) with an uninterrupted run of the same
-command. The code under test is whatever ``python -m yolox.tools.train`` imports (PYTHONPATH).
+are set here; the signals go to the run's whole process group, DataLoader workers included, as
+Slurm's and a terminal's do). ``save-kills``: SIGKILL the moment the "Save weights" line of
+``latest_ckpt.pth`` appears (after the last iteration of epoch 2 on; ``print_interval 1``),
+``--tries`` times, each time checking that ``latest_ckpt.pth`` still loads. ``epoch-kill``:
+SIGKILL once the first evaluation is recorded, then ``--resume``. ``term-mid-epoch``: SIGTERM at
+the ``--at``-th logged iteration of epoch 2, then ``--resume``. Both compare every evaluation
+(total loss of its last iteration, AP, AP50) with an uninterrupted run of the same command
+(``--repeat``: two, to show what runs differ by without any interruption). The code under test is
+whatever ``python -m yolox.tools.train`` imports: run it outside a checkout, with PYTHONPATH.
 """
 
 import argparse
@@ -94,19 +96,24 @@ def save_kills(argv, out, tries):
     print(f"save-kills: latest_ckpt.pth loads after {ok} of {tries} kills during a save")
 
 
-def compare(argv, out, name, when, sig):
-    code, _, lines = train(argv, out, "straight")
-    assert code == 0, "\n".join(lines[-20:])
+def compare(argv, out, name, when, sig, repeat=False):
+    """An uninterrupted run (two with ``repeat``: what two runs differ by anyway, as on CUDA), one
+    interrupted by ``sig`` once ``when`` holds and resumed; their evaluations side by side."""
+    for straight in ["straight", "straight_again"][:1 + repeat]:
+        code, _, lines = train(argv, out, straight)
+        assert code == 0, "\n".join(lines[-20:])
     code, seconds, lines = train(argv, out, name, when=when, sig=sig)
     stop_lines = lines[-3:]
-    resumed, _, more = train(argv, out, name, resume=True)
-    straight, interrupted = evals(os.path.join(out, "straight")), evals(os.path.join(out, name))
+    resumed, _, _ = train(argv, out, name, resume=True)
+    runs = {folder: evals(os.path.join(out, folder)) for folder in ["straight", "straight_again"][:1 + repeat]}
+    runs["interrupted_and_resumed"] = evals(os.path.join(out, name))
     print(json.dumps({"interrupted_exit": code, "seconds_to_exit": seconds and round(seconds, 1),
                       "last_lines": stop_lines, "resumed_exit": resumed}, indent=1))
-    print(json.dumps({"uninterrupted": straight, "interrupted_and_resumed": interrupted}, indent=1))
+    print(json.dumps(runs, indent=1))
+    straight, interrupted = runs["straight"], runs["interrupted_and_resumed"]
     same = straight[-1:] == interrupted[-1:]
     print(f"{name}: final {'identical' if same else 'DIFFERENT'}: uninterrupted {straight[-1:]} vs "
-          f"resumed {interrupted[-1:]}")
+          f"resumed {interrupted[-1:]}" + (f"; again uninterrupted {runs['straight_again'][-1:]}" if repeat else ""))
 
 
 def main() -> None:
@@ -115,6 +122,9 @@ def main() -> None:
     p.add_argument("--out", required=True, help="output_dir of the runs (a fresh folder)")
     p.add_argument("--tries", type=int, default=4, help="save-kills: kills (default 4)")
     p.add_argument("--at", type=int, default=2, help="term-mid-epoch: the logged iteration of epoch 2 (default 2)")
+    p.add_argument("--repeat", action="store_true",
+                   help="epoch-kill, term-mid-epoch: a second uninterrupted run, for the difference between runs "
+                        "that no interruption causes (CUDA's nondeterminism)")
     args, rest = p.parse_known_args()
     argv = rest[1:] if rest[:1] == ["--"] else rest
     os.makedirs(args.out, exist_ok=True)
@@ -123,10 +133,10 @@ def main() -> None:
     elif args.check == "epoch-kill":
         compare(argv, args.out, "epoch_kill",
                 lambda line, folder: os.path.isfile(os.path.join(folder, "metrics.jsonl")) and bool(evals(folder)),
-                signal.SIGKILL)
+                signal.SIGKILL, args.repeat)
     else:
         compare(argv, args.out, "term_mid_epoch",
-                lambda line, folder: f"epoch: 2/" in line and f"iter: {args.at}/" in line, signal.SIGTERM)
+                lambda line, folder: "epoch: 2/" in line and f"iter: {args.at}/" in line, signal.SIGTERM, args.repeat)
 
 
 if __name__ == "__main__":

@@ -72,11 +72,13 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") ->
 def newest_readable_checkpoint(folder: Union[str, os.PathLike], exclude: Sequence[str] = ()
                                ) -> Optional[Tuple[str, Dict[str, Any]]]:
     """The most recently written ``*_ckpt.pth`` in ``folder`` that loads, but ``exclude``, with
-    its contents; None if none does. Tried newest first, so usually only one is read."""
+    its contents; None if none does. The history files ``epoch_<N>`` (YOLOX's
+    ``save_history_ckpt``, which the trainers write without what an exact resume needs) come
+    after the others. Tried in that order, so usually only one is read."""
     skip = {os.path.abspath(p) for p in exclude}
     paths = [p for p in glob.glob(os.path.join(glob.escape(os.fspath(folder)), "*_ckpt.pth"))
              if os.path.abspath(p) not in skip]
-    for path in sorted(paths, key=os.path.getmtime, reverse=True):
+    for path in sorted(paths, key=lambda p: (os.path.basename(p).startswith("epoch_"), -os.path.getmtime(p))):
         try:
             return path, load_checkpoint(path)
         except ValueError:
