@@ -199,6 +199,17 @@ def test_bench_modules_json_has_every_column_timed_and_measured(capsys):
         assert row["step_ms_median"] > 0 and row["fwd_peak_mib"] >= 0 and row["train_peak_mib"] >= 0, row
 
 
+def test_bench_profile_sees_every_convolution_once_per_run_in_both_runtimes(capsys):
+    # Each of plain YOLOX-nano's Conv2d modules runs once per inference: in torch.profiler's
+    # aten::convolution calls, and in onnxruntime's Conv kernels (BatchNorm folded into them).
+    profiles = bench.main(["profile", "--size", "nano", "--tsize", "64", "--attentions", "none", "--repeats", "2",
+                           "--warmup", "1", "--threads", "1", "--json"])
+    assert json.loads(capsys.readouterr().out)
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in model_cost.build_model("nano", "none", torch.device("cpu"))[0].modules())
+    assert profiles[("torch", "inference")]["none"]["aten::convolution"][1] == convs
+    assert profiles[("onnxruntime", "inference")]["none"]["Conv"][1] == convs
+
+
 @pytest.mark.parametrize(
     "argv, expected",
     [

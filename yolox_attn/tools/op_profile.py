@@ -1,12 +1,12 @@
 """The bench tool's ``profile`` mode: where the time goes, per op, in PyTorch and onnxruntime.
 
 * torch: ``torch.profiler`` (CPU) over ``--repeats`` batch-1 inference runs (eval, no_grad) and, with
-  ``--train-batch N``, as many training steps at batch N (as the model mode runs them), after one
-  untimed run of each, round-robin across the rows; ops by self CPU time.
+  ``--train-batch N``, as many training steps at batch N (as the model mode runs them), after
+  ``--warmup`` untimed runs of each, round-robin across the rows; ops by self CPU time.
 * onnxruntime: the model exported by the project's ONNX tool as ``bench --onnxruntime`` does, one
   session per row in a fresh process (as the model mode times it) with onnxruntime's own profiler
-  (``SessionOptions.enable_profiling``) over ``--repeats`` runs plus an untimed first one; kernel
-  time per op type (after onnxruntime's fusions).
+  (``SessionOptions.enable_profiling``) over ``--warmup`` + ``--repeats`` runs (its trace cannot
+  leave the first ones out); kernel time per op type (after onnxruntime's fusions).
 
 One table per runtime and phase: the ``--top`` ops by time summed over the rows, in ms per run
 (calls per run in brackets), one column per attention, then each row's profiled total. The
@@ -39,13 +39,13 @@ def _torch_profile(fn) -> Profile:
     return {e.key: (e.self_cpu_time_total / 1e3, e.count) for e in prof.key_averages() if e.self_cpu_time_total > 0}
 
 
-def profile_round_robin(fns: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, Profile]:
+def profile_round_robin(fns: Dict[str, Callable[[], object]], repeats: int, warmup: int) -> Dict[str, Profile]:
     """Profile every callable ``repeats`` times, round-robin across them (as the model mode times them), after
-    one untimed call each; {name: {op: (ms per call, calls per call)}}."""
+    ``warmup`` untimed calls each; {name: {op: (ms per call, calls per call)}}."""
     sums: Dict[str, Dict[str, List[float]]] = {n: collections.defaultdict(lambda: [0.0, 0.0]) for n in fns}
-    for i in range(repeats + 1):
+    for i in range(warmup + repeats):
         for name, fn in fns.items():
-            if i == 0:
+            if i < warmup:
                 fn()
                 continue
             for op, (ms, calls) in _torch_profile(fn).items():
@@ -67,12 +67,12 @@ def run(args: argparse.Namespace) -> Dict[Tuple[str, str], Dict[str, Profile]]:
     if "torch" in args.runtimes:
         bm.log(f"[torch] inference, {args.repeats} runs per row, round-robin")
         profiles[("torch", "inference")] = profile_round_robin(
-            {n: (lambda s=s: s.infer(images1)) for n, s in steps.items()}, args.repeats)
+            {n: (lambda s=s: s.infer(images1)) for n, s in steps.items()}, args.repeats, args.warmup)
         if args.train_batch:
             images, targets = model_cost.make_inputs(args.train_batch, args.tsize, device, args.seed)
             bm.log(f"[torch] training step at batch {args.train_batch}, {args.repeats} runs per row, round-robin")
             profiles[("torch", f"train step (b={args.train_batch})")] = profile_round_robin(
-                {n: (lambda s=s: s.train(images, targets)) for n, s in steps.items()}, args.repeats)
+                {n: (lambda s=s: s.train(images, targets)) for n, s in steps.items()}, args.repeats, args.warmup)
     if "onnxruntime" in args.runtimes:
         args.no_onnxsim = False  # profile the file the export tool writes by default
         with tempfile.TemporaryDirectory(prefix="bench_profile_") as tmp:
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> Dict[Tuple[str, str], Dict[str, Profile]]:
                 exported = model_cost.export_onnx_row(args, name, step.model, Path(tmp))
                 if "error" in exported:
                     raise SystemExit(f"{name}: {exported['error']}")
-                task = model_cost.ort_task(exported["path"], args.repeats, 1, profile=True)
+                task = model_cost.ort_task(exported["path"], args.repeats, args.warmup, profile=True)
                 result = bm.run_worker(bm.worker_argv(args, task), mmap_threshold=None)
                 if "error" in result:
                     raise SystemExit(f"{name}: {result['error']}")
