@@ -14,6 +14,7 @@ from .checkpoint import (check_pretrained, check_weights, load_checkpoint, load_
 from .monitor import AttentionMonitor, append_jsonl, attention_scalars, read_jsonl
 from .precision import cpu_autocast_dtype
 from .preflight import error_line, require_annotations, user_exit
+from .threads import start_thread_policy
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -36,6 +37,7 @@ class AttentionTrainer(Trainer):
         # the log that holds its traceback, and exit 1 (YOLOX's logger.catch would exit 0).
         try:
             self.check_inputs()
+            self.thread_policy = start_thread_policy(self.device, seeded=self.exp.seed is not None)
             self.before_train()
         except (ValueError, OSError) as err:
             raise user_exit("training", err) from None
