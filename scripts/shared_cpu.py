@@ -64,6 +64,11 @@ def wait_for(log: Path, text: str, timeout: float = 300.0) -> None:
     raise SystemExit(f"no {text!r} in {log} after {timeout:.0f} s")
 
 
+def load_average() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
 def measure(policy: str, beside: int, data: Path, work: Path, epochs: int) -> Dict:
     cell = work / f"{policy}_beside{beside}"
     neighbours = []
@@ -89,7 +94,7 @@ def measure(policy: str, beside: int, data: Path, work: Path, epochs: int) -> Di
     times = [float(t) for e, i, t in ITER_TIME.findall(log) if int(i) > 1]
     threads = re.search(r"CPU training with (\d+) threads[^\n]*", log)
     return {"policy": policy, "beside": beside, "seconds_per_iter": statistics.median(times), "iterations": len(times),
-            "wall_seconds": round(wall, 1), "start": threads.group(0) if threads else "",
+            "wall_seconds": round(wall, 1), "load_after": load_average(), "start": threads.group(0) if threads else "",
             "changes": re.findall(r"CPU threads \d+ -> \d+", log)}
 
 
@@ -124,9 +129,7 @@ def main() -> None:
     if not (data / "annotations" / "instances_val2017.json").is_file():
         subprocess.run([sys.executable, "-m", "yolox_attn.tools.make_shapes", "--out", str(data), "--train",
                         str(args.train), "--val", "8"], check=True, env=env_for({}), cwd=work)
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[0]
-    print(f"[shared_cpu] {os.cpu_count()} CPUs, load average {load} at the start", file=sys.stderr)
+    print(f"[shared_cpu] {os.cpu_count()} CPUs, load average {load_average()} at the start", file=sys.stderr)
     rows = []
     for b in beside:  # policies interleaved within each load, so that a drift in the machine hits all alike
         for policy in policies:

@@ -320,3 +320,19 @@ def test_model_info_round_trips_and_names_a_missing_key():
     del props["input_size"]
     with pytest.raises(ValueError, match="f.onnx: no 'input_size' in its metadata"):
         ModelInfo.from_props(props, "f.onnx")
+
+
+def test_missing_openvino_is_one_line_before_any_export(monkeypatch, tmp_path):
+    from loguru import logger
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as where it was never installed
+    lines = []
+    handler = logger.add(lambda m: lines.append(str(m)), level="ERROR")
+    try:
+        code = export_onnx.run(["-f", str(EXPS_DIR / "yolox_nano_cam.py"), "--output-name", str(tmp_path / "m.onnx"),
+                                "--check-openvino", "test_size", "(64,64)"])
+    finally:
+        logger.remove(handler)
+    assert code == 1 and os.listdir(tmp_path) == []
+    assert lines[0].rstrip().endswith("OpenVINO is not installed: pip install openvino (or pip install "
+                                      "'yolox-attn[deploy]')")

@@ -208,6 +208,8 @@ def main(argv: Optional[List[str]] = None) -> OnnxExportResult:
     if args.exporter == "dynamo" and args.opset < DYNAMO_MIN_OPSET:
         raise ValueError(f"--exporter dynamo writes opset >= {DYNAMO_MIN_OPSET}, got -o {args.opset}; "
                          "use a higher opset or --exporter legacy")
+    if args.check_openvino:
+        logger.info(f"OpenVINO's CPU plugin defaults to {openvino_default_precision()} here")  # or: not installed
     exp = exp_from_args(args)
     what = f"the model with attention {getattr(exp, 'attention', 'none')!r}"
     model = load_export_model(exp, args.ckpt, args.decode_in_inference, onnx_silu=True,
