@@ -26,6 +26,8 @@ from yolox_attn.tools.export_common import (
     MIN_DYNAMIC_SIDE,
     ExportCheckError,
     OutputMismatch,
+    check_comparisons,
+    compare,
     export_program,
     load_export_model,
     second_size,
@@ -448,6 +450,30 @@ def test_verification_fails_loudly(tmp_path):
         net.bias.add_(0.01)
     with pytest.raises(OutputMismatch, match="output max abs diff 0.01"):
         export_onnx.verify_onnx(net, path, [x], atol=1e-3, rtol=0)
+
+
+def test_comparison_per_group_relative_and_non_finite():
+    ref = torch.zeros(1, 3, 7)
+    ref[0, :, :4] = torch.tensor([[1e7, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, float("inf")], [1.0, 1.0, 1.0, 1.0]])
+    ref[0, :, 4:] = 0.5
+    got = ref.clone()
+    got[0, 0, 0] += 1.0  # float32 rounding at 1e7
+    got[0, 1, 5] += 2e-4
+    c = compare(ref, got, atol=1e-3, rtol=1e-5, what="x")
+    boxes, objectness, classes = c.groups
+    assert (boxes.name, boxes.max_abs, boxes.scale, boxes.nonfinite) == ("boxes", 1.0, 1e7, 1)  # inf == inf matches
+    assert boxes.relative == pytest.approx(1e-7) and boxes.allowed == pytest.approx(1e-3 + 100) and boxes.ok
+    assert objectness.max_abs == 0 and classes.max_abs == pytest.approx(2e-4, rel=1e-3) and c.ok
+    got[0, 1, 3] = 8.0  # inf in PyTorch only: no tolerance accepts it
+    c = compare(ref, got, atol=1e-3, rtol=1e-5, what="x")
+    assert c.groups[0].max_abs == float("inf") and not c.ok
+    with pytest.raises(OutputMismatch, match=r"boxes max abs diff inf .*no tolerance accepts that"):
+        check_comparisons({(1, 3, 8, 8): c}, 1e-3, 1e-5, "the file", "a runtime")
+    got[0, 1, 3] = float("inf")
+    got[0, 2, 6] = 0.6  # a class score 0.1 off
+    with pytest.raises(OutputMismatch, match=r"classes max abs diff 0.1 \(relative 0.2 of the outputs' scale 0.5; "
+                                             r"allowed 0.00101\); to accept this, pass --rtol 0.2 or --atol 0.1"):
+        check_comparisons({(1, 3, 8, 8): compare(ref, got, 1e-3, 1e-5, "x")}, 1e-3, 1e-5, "the file", "a runtime")
 
 
 def test_second_size_is_non_square_multiple_of_32():

@@ -226,7 +226,7 @@ class GroupDiff:
     max_abs: float  # max |PyTorch - export|; inf or NaN where only one of them is finite
     scale: float  # max |PyTorch| over its finite values
     allowed: float  # atol + rtol * scale
-    nonfinite: int = 0  # non-finite values in PyTorch's output (the export matched them exactly)
+    nonfinite: int = 0  # non-finite values in PyTorch's output (the export must give the same there)
 
     @property
     def relative(self) -> float:
@@ -327,7 +327,7 @@ def check_comparisons(results: Dict[Tuple[int, ...], object], atol: float, rtol:
         logger.info(f"{runtime} vs PyTorch, input {shape}: max abs diff {c.summary()}")
         if c.nonfinite:
             logger.warning(f"input {shape}: PyTorch's own output holds {c.nonfinite} non-finite values (box sizes "
-                           f"whose exp overflows float32: an undertrained model?); {runtime} gives the same")
+                           f"whose exp overflows float32: an undertrained model?), which {runtime} must reproduce")
     bad = [(s, g) for s, c in results.items() for g in c.groups if not g.ok]
     if not bad:
         return
