@@ -4,11 +4,11 @@ thread policy, measured side by side in one run (docs/benchmarks.md#a-shared-cpu
     .venv/bin/python scripts/shared_cpu.py [--policies torch,omp1,passive,auto] [--beside 0,1,2]
 
 Each cell is one measured training (``python -m yolox.tools.train``, the CA shapes exp, batch 8,
-``--epochs`` epochs of ``--train`` generated images) started once its neighbours, the same
-training with torch's default threads and a long schedule, are all in their first epoch; the
-neighbours are stopped after it. The cell is the median of its ``iter_time`` lines (YOLOX's log,
-one per iteration), leaving out each epoch's first iteration. Policies (environment of the
-measured run only):
+``--epochs`` epochs of ``--train`` generated images) started once its neighbours (the same
+training with a long schedule and torch's default threads; ``--neighbour`` gives them another
+policy) are all in their first epoch; the neighbours are stopped after it. The cell is the median
+of its ``iter_time`` lines (YOLOX's log, one per iteration), leaving out each epoch's first
+iteration. Policies (environment of the measured run only):
 
     torch    torch's default: one thread per core (YOLOX_ATTN_THREADS=torch)
     omp1     OMP_NUM_THREADS=1
@@ -69,13 +69,13 @@ def load_average() -> float:
         return float(f.read().split()[0])
 
 
-def measure(policy: str, beside: int, data: Path, work: Path, epochs: int) -> Dict:
-    cell = work / f"{policy}_beside{beside}"
+def measure(policy: str, beside: int, data: Path, work: Path, epochs: int, neighbour: str) -> Dict:
+    cell = work / f"{policy}_beside{beside}_{neighbour}"
     neighbours = []
     try:
         for i in range(beside):
             out = cell / f"neighbour{i}"
-            neighbours.append(subprocess.Popen(train_cmd(data, out, 1000, 1000), cwd=work, env=env_for(POLICIES["torch"]),
+            neighbours.append(subprocess.Popen(train_cmd(data, out, 1000, 1000), cwd=work, env=env_for(POLICIES[neighbour]),
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                                start_new_session=True))
             wait_for(out / "yolox_nano_cam_shapes" / "train_log.txt", "start train epoch1")
@@ -93,7 +93,7 @@ def measure(policy: str, beside: int, data: Path, work: Path, epochs: int) -> Di
         raise SystemExit(f"{policy} beside {beside}: training failed (exit {proc.returncode}); see {cell}")
     times = [float(t) for e, i, t in ITER_TIME.findall(log) if int(i) > 1]
     threads = re.search(r"CPU training with (\d+) threads[^\n]*", log)
-    return {"policy": policy, "beside": beside, "seconds_per_iter": statistics.median(times), "iterations": len(times),
+    return {"policy": policy, "beside": beside, "neighbour": neighbour, "seconds_per_iter": statistics.median(times), "iterations": len(times),
             "wall_seconds": round(wall, 1), "load_after": load_average(), "start": threads.group(0) if threads else "",
             "changes": re.findall(r"CPU threads \d+ -> \d+", log)}
 
@@ -113,15 +113,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--policies", default="torch,omp1,passive,auto", help=f"comma-separated, of {', '.join(POLICIES)}")
     p.add_argument("--beside", default="0,1,2", help="numbers of neighbour trainings, comma-separated")
+    p.add_argument("--neighbour", default="torch", help="the neighbours' policy (default torch: another user's "
+                   "plain training)")
     p.add_argument("--train", type=int, default=96, help="generated training images (12 iterations an epoch at -b 8)")
     p.add_argument("--epochs", type=int, default=2, help="epochs of the measured training")
     p.add_argument("--work", default="/tmp/shared_cpu", help="data, logs and outputs")
     p.add_argument("--json", default=None, help="also write the rows here")
     args = p.parse_args()
     policies = args.policies.split(",")
-    unknown = [x for x in policies if x not in POLICIES]
+    unknown = [x for x in policies + [args.neighbour] if x not in POLICIES]
     if unknown:
-        raise SystemExit(f"--policies: unknown {unknown}; allowed: {', '.join(POLICIES)}")
+        raise SystemExit(f"--policies/--neighbour: unknown {unknown}; allowed: {', '.join(POLICIES)}")
     beside = [int(b) for b in args.beside.split(",")]
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,7 @@ def main() -> None:
     rows = []
     for b in beside:  # policies interleaved within each load, so that a drift in the machine hits all alike
         for policy in policies:
-            row = measure(policy, b, data, work, args.epochs)
+            row = measure(policy, b, data, work, args.epochs, args.neighbour)
             print(f"[shared_cpu] {json.dumps(row)}", file=sys.stderr)
             rows.append(row)
     if args.json:
