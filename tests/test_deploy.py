@@ -336,3 +336,11 @@ def test_missing_openvino_is_one_line_before_any_export(monkeypatch, tmp_path):
     assert code == 1 and os.listdir(tmp_path) == []
     assert lines[0].rstrip().endswith("OpenVINO is not installed: pip install openvino (or pip install "
                                       "'yolox-attn[deploy]')")
+
+
+def test_onnx_demo_takes_yoloxs_flags():
+    ours = onnx_demo.make_parser().parse_args(["-m", "m.onnx", "--path", "a.jpg", "--output-dir", "o", "--conf", "0.2",
+                                               "--input-size", "320,416"])
+    yolox = onnx_demo.make_parser().parse_args(["-m", "m.onnx", "-i", "a.jpg", "-o", "o", "-s", "0.2",
+                                                "--input_shape", "320,416"])
+    assert vars(ours) == vars(yolox) and ours.input_size == [320, 416] and ours.conf == 0.2

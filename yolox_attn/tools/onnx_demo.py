@@ -9,7 +9,8 @@ and whether its boxes are decoded, so nothing is passed twice and no box is labe
 names by mistake. Preprocessing (letterbox), decoding, score threshold ``--conf`` and
 class-agnostic NMS ``--nms`` are those of ``python -m yolox_attn.tools.demo``; boxes too large
 for the image (an undertrained model's) are drawn clipped to it. A file without that metadata
-runs with YOLOX's defaults and generic class names, each assumption said in a warning.
+runs with YOLOX's defaults and generic class names, each assumption said in a warning. YOLOX's
+flags (``-m -i -o -s --input_shape``) work as well.
 
 ``--runtime``: ``onnxruntime`` (CPU), ``openvino-f32`` (OpenVINO's CPU plugin in float32) or
 ``openvino`` (the plugin's default precision: bfloat16 on CPUs with native bf16, which moves
@@ -53,17 +54,21 @@ def _size(text: str) -> List[int]:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    """The flags of YOLOX's onnx_inference.py (``-m -i -o -s --input_shape``, their spelling kept) under
+    the names of this project's demo (``--path``, ``--output-dir``, ``--conf``), plus ``--runtime``."""
     parser = argparse.ArgumentParser("yolox-attn onnx demo")
     parser.add_argument("-m", "--model", required=True, help="an ONNX file (from yolox_attn.tools.export_onnx)")
-    parser.add_argument("--path", required=True, help="an image or a folder of images (searched recursively)")
+    parser.add_argument("--path", "-i", "--image_path", dest="path", required=True,
+                        help="an image or a folder of images (searched recursively)")
     parser.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES,
                         help="onnxruntime; openvino-f32: OpenVINO in float32; openvino: its default precision")
-    parser.add_argument("--conf", default=0.3, type=float, help="score threshold (objectness x class score)")
+    parser.add_argument("--conf", "-s", "--score_thr", dest="conf", default=0.3, type=float,
+                        help="score threshold (objectness x class score)")
     parser.add_argument("--nms", default=0.45, type=float, help="IoU threshold of the class-agnostic NMS")
-    parser.add_argument("--input-size", "--input_size", default=None, type=_size,
+    parser.add_argument("--input-size", "--input_size", "--input_shape", dest="input_size", default=None, type=_size,
                         help="H,W: another input size for a --dynamic export, or the size of a file without metadata")
     parser.add_argument("--threads", default=None, type=int, help="the runtime's threads (default: its own choice)")
-    parser.add_argument("--output-dir", "--output_dir", default=None,
+    parser.add_argument("--output-dir", "-o", "--output_dir", dest="output_dir", default=None,
                         help="folder for the pictures (default <the model's folder>/onnx_demo)")
     return parser
 
