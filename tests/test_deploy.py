@@ -344,3 +344,26 @@ def test_onnx_demo_takes_yoloxs_flags():
     yolox = onnx_demo.make_parser().parse_args(["-m", "m.onnx", "-i", "a.jpg", "-o", "o", "-s", "0.2",
                                                 "--input_shape", "320,416"])
     assert vars(ours) == vars(yolox) and ours.input_size == [320, 416] and ours.conf == 0.2
+
+
+def test_a_file_without_metadata_runs_on_yoloxs_defaults_and_says_so(trained, tmp_path):
+    import onnx
+    from loguru import logger
+
+    from yolox_attn.deploy.predictor import OnnxPredictor
+
+    model = onnx.load(str(trained["onnx"]))
+    del model.metadata_props[:]  # as YOLOX's own export tool writes it
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    lines = []
+    handler = logger.add(lambda m: lines.append(str(m)), level="WARNING")
+    try:
+        predictor = OnnxPredictor(str(bare), conf=0.1)
+    finally:
+        logger.remove(handler)
+    assert predictor.class_names == ("class0", "class1", "class2", "class3")
+    assert (predictor.info.input_size, predictor.info.decoded) == ((SIZE, SIZE), False)
+    assert len(lines) == 1 and "carries no class names" in lines[0] and "strides (8, 16, 32)" in lines[0]
+    img = cv2.imread(str(trained["images"]["val2017"]))
+    np.testing.assert_array_equal(predictor.predict(img), OnnxPredictor(str(trained["onnx"]), conf=0.1).predict(img))
