@@ -13,8 +13,8 @@ pip install --upgrade pip setuptools wheel
 echo "[setup] $TORCH_SPEC" >&2
 # shellcheck disable=SC2086
 pip install $TORCH_SPEC
-echo "[setup] yolox-attn (editable) with YOLOX's runtime and test dependencies" >&2
-pip install -e ".[test]"
+echo "[setup] yolox-attn (editable) with YOLOX's runtime, test and deploy (OpenVINO) dependencies" >&2
+pip install -e ".[test,deploy]"
 # YOLOX builds a C++ extension against the installed torch and pins onnx==1.8.1 /
 # onnxruntime==1.8.0, which no current Python installs: build it here, without its deps. It comes
 # last because pip checks an installed package's pins whenever one of its dependencies is

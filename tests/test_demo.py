@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from conftest import EXPS_DIR, load_exp
 
 from yolox_attn.attention import ACmix, CoordAtt, CrissCrossAttention, ResidualGate
+from yolox_attn.class_names import is_guessed
+from yolox_attn.preflight import UsageError
 from yolox_attn.visualize import figure, image_demo, predictor
 from yolox_attn.visualize.attention_maps import (
     AttentionMap,
@@ -104,19 +106,41 @@ def test_recorder_leaves_outputs_unchanged():
 
 # ------------------------------------------------------------------------------- demo pieces
 def test_class_names_precedence(tmp_path):
-    exp = load_exp(SHAPES_EXP)
-    (tmp_path / "annotations").mkdir()
-    cats = [{"id": 7, "name": "b"}, {"id": 2, "name": "a"}, {"id": 9, "name": "d"}, {"id": 8, "name": "c"}]
-    (tmp_path / "annotations" / exp.val_ann).write_text(json.dumps({"categories": cats}))
-    exp.data_dir = str(tmp_path)
-    assert predictor.class_names_for(exp)[0] == ["a", "b", "c", "d"]  # by id, as COCODataset labels
-    exp.num_classes = 3  # the json no longer fits
-    assert predictor.class_names_for(exp)[0] == ["class0", "class1", "class2"]
-    exp.data_dir = str(tmp_path / "missing")
-    exp.num_classes = 4
-    assert predictor.class_names_for(exp)[0] == list(CLASS_NAMES)
-    exp.num_classes = 80
-    assert predictor.class_names_for(exp)[0][0] == "person"
+    from loguru import logger
+
+    warned = []
+    handler = logger.add(lambda m: warned.append(str(m)), level="WARNING")
+    try:
+        exp = load_exp(SHAPES_EXP)
+        (tmp_path / "annotations").mkdir()
+        cats = [{"id": 7, "name": "b"}, {"id": 2, "name": "a"}, {"id": 9, "name": "d"}, {"id": 8, "name": "c"}]
+        (tmp_path / "annotations" / exp.val_ann).write_text(json.dumps({"categories": cats}))
+        exp.data_dir = str(tmp_path)
+        ann = str(tmp_path / "annotations" / exp.val_ann)
+        assert predictor.class_names_for(exp) == (["a", "b", "c", "d"], ann)  # by id, as COCODataset labels
+        exp.class_names = ("w", "x", "y", "z")  # the exp's own names come first
+        assert predictor.class_names_for(exp) == (["w", "x", "y", "z"], "exp.class_names")
+        exp.class_names = "w, x,y,z"  # as `class_names w,x,y,z` on a command line gives it
+        assert predictor.class_names_for(exp)[0] == ["w", "x", "y", "z"]
+        exp.class_names = ["w", "x"]
+        with pytest.raises(UsageError, match=r"exp.class_names has 2 names \['w', 'x'\] but num_classes is 4"):
+            predictor.class_names_for(exp)
+        exp.class_names = None
+        assert warned == []
+        exp.num_classes = 3  # the json no longer fits: said, and not used
+        assert predictor.class_names_for(exp) == (["class0", "class1", "class2"], "none known (class0..class2)")
+        assert "has 4 categories but the exp has num_classes=3" in warned[-1]
+        exp.data_dir = str(tmp_path / "missing")
+        exp.num_classes = 4
+        names, source = predictor.class_names_for(exp)
+        assert names == list(CLASS_NAMES) and is_guessed(source)
+        assert "guessed from num_classes=4" in warned[-1]
+        exp.num_classes = 80
+        names, source = predictor.class_names_for(exp)
+        assert names[0] == "person" and is_guessed(source)
+        assert "COCO's names, guessed from num_classes=80" in warned[-1]
+    finally:
+        logger.remove(handler)
 
 
 def test_query_point_and_grid_pixel():

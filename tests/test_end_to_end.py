@@ -41,6 +41,7 @@ def test_yolox_train_tool_trains_on_the_cpu(trained):
     for name in ("latest_ckpt.pth", "last_epoch_ckpt.pth", "last_mosaic_epoch_ckpt.pth"):
         assert (out / name).is_file(), name
     assert "epoch: 6/6" in log and "Average Precision" in log
+    assert "CPU training with " in log and " threads: " in log  # the thread policy's one line, with its reason
 
 
 def test_eval_tool_prints_the_coco_table(trained):

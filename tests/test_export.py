@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,14 +14,20 @@ import torch
 from conftest import EXPS_DIR, ROOT, deprecated_torch_path
 from torch import nn
 
+from yolox.data.datasets import COCO_CLASSES
+
 from yolox_attn.attention import attention_names
 from yolox_attn.attention import acmix as acmix_module
 from yolox_attn.attention import registry
 from yolox_attn.checkpoint import load_weights
+from yolox_attn.deploy.metadata import EXTRA_FILE, ModelInfo, read_onnx_info
 from yolox_attn.tools import export_onnx, export_pt2, export_torchscript
 from yolox_attn.tools.export_common import (
     MIN_DYNAMIC_SIDE,
     ExportCheckError,
+    OutputMismatch,
+    check_comparisons,
+    compare,
     export_program,
     load_export_model,
     second_size,
@@ -160,7 +167,11 @@ def test_onnx_dynamic_matches_pytorch(attention, checkpoints, tmp_path):
         assert result.exporter == "dynamo" or result.fallback_reason, result
     h2, w2 = second_size(SIZE)
     assert list(result.diffs) == [(1, 3, *SIZE), (2, 3, h2, w2)]
-    assert all(d <= atol for d in result.diffs.values()), result.diffs
+    assert all(c.max_abs <= atol for c in result.diffs.values()), result.diffs
+    # The file says what it is: no dataset here, so COCO's names by the class count, marked as a guess.
+    info = read_onnx_info(str(path))
+    assert info == result.info and info.class_names == tuple(COCO_CLASSES) and info.names_guessed
+    assert (info.input_size, info.decoded, info.dynamic, info.strides) == (SIZE, True, True, (8, 16, 32))
 
     # Independently of the tool's own check: the file holds the checkpoint's weights, any size.
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -190,13 +201,63 @@ def test_pt2_dynamic_matches_pytorch(attention, checkpoints, tmp_path):
     assert _deprecations(caught) == []
     h2, w2 = second_size(SIZE)
     assert result.path == str(path) and list(result.diffs) == [(1, 3, *SIZE), (2, 3, h2, w2)]
-    assert all(d <= 1e-4 for d in result.diffs.values()), result.diffs
-    # The saved file alone reproduces the checkpoint's model at a third size.
-    loaded = torch.export.load(str(path)).module()
+    assert all(c.max_abs <= 1e-4 for c in result.diffs.values()), result.diffs
+    # The saved file alone reproduces the checkpoint's model at a third size, and says what it is.
+    extra = {EXTRA_FILE: ""}
+    loaded = torch.export.load(str(path), extra_files=extra).module()
+    assert ModelInfo.from_json(extra[EXTRA_FILE], str(path)) == result.info
+    assert result.info.class_names == tuple(COCO_CLASSES) and result.info.decoded
     x = torch.rand(3, 3, MIN_DYNAMIC_SIDE, 2 * MIN_DYNAMIC_SIDE + 32) * 255
     model.head.decode_in_inference = True
     with torch.no_grad():
         assert (loaded(x) - model(x)).abs().max() <= 1e-4
+
+
+def test_huge_raw_outputs_pass_the_default_tolerance(checkpoints, tmp_path):
+    # An undertrained model's raw box outputs can reach 1e7, where float32 rounding alone moves them by
+    # about 1: judged relative to each output group's scale, every tool exports it at its defaults.
+    _, model = checkpoints["ca"]
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for conv in model.head.reg_preds:
+            conv.weight.mul_(1e8)  # raw box outputs of about 1e7
+            conv.bias.mul_(1e8)
+    ckpt = tmp_path / "huge.pth"
+    torch.save({"model": model.state_dict()}, ckpt)
+    argv = ["-f", EXP_FILE, "-c", str(ckpt), *_opts("ca")]  # YOLOX's default: raw outputs, not decoded
+    with deprecated_torch_path("torch.jit.trace` is deprecated"):
+        results = [tool.main([*argv[:4], "--output-name", str(tmp_path / name), *argv[4:]])
+                   for tool, name in [(export_onnx, "m.onnx"), (export_pt2, "m.pt2"),
+                                      (export_torchscript, "m.torchscript.pt")]]
+    for result in results:
+        boxes = {g.name: g for c in result.diffs.values() for g in c.groups}["boxes"]
+        assert boxes.scale > 1e6 and boxes.ok and boxes.relative <= 1e-6, boxes
+    onnx_boxes = results[0].diffs[(1, 3, *SIZE)].groups[0]
+    assert onnx_boxes.max_abs > 1e-3, onnx_boxes  # what the former absolute check refused
+
+
+class _ExportShift(nn.Module):
+    """Adds 1000 while torch.export traces it: an exported file that differs from the eager model (a random
+    YOLOX in eval mode shrinks its features layer by layer, so the shift must be large to reach the output)."""
+
+    identity_at_init = True
+
+    def forward(self, x):
+        return x + 1000.0 if torch.compiler.is_exporting() else x
+
+
+def test_mismatch_names_the_outputs_and_the_flags(monkeypatch, tmp_path):
+    monkeypatch.setitem(registry._BUILDERS, "shifted", lambda channels: _ExportShift())
+    path = tmp_path / "m.onnx"
+    with pytest.raises(OutputMismatch) as info:
+        export_onnx.main(["-f", EXP_FILE, "--output-name", str(path), *_opts("shifted")])
+    message = str(info.value)
+    assert message.startswith("the ONNX file of the model with attention 'shifted' in onnxruntime (CPU provider, "
+                              "float32) does not match PyTorch within --atol 0.001 + --rtol 1e-05")
+    for group in ("boxes", "objectness", "classes"):
+        assert f"input (1, 3, 96, 128): {group} max abs diff" in message
+    assert "; to accept this, pass --rtol " in message and " or --atol " in message
+    assert "cannot be exported" not in message and not path.exists()
 
 
 def test_acmix_takes_the_plain_op_path_under_torch_export(monkeypatch):
@@ -249,7 +310,7 @@ def test_type_that_cannot_export_fails_clearly(unexportable_type, tmp_path):
                                         (export_torchscript, "m.torchscript.pt")])
 def test_failed_check_leaves_no_file_and_keeps_an_older_one(tool, name, tmp_path, recwarn):
     extra = ["--exporter", "dynamo", "--dynamic"] if tool is export_onnx else []
-    argv = ["-f", EXP_FILE, "--atol", "-1", *extra, *_opts("none")]  # no difference is <= -1
+    argv = ["-f", EXP_FILE, "--atol", "-1", "--rtol", "0", *extra, *_opts("none")]  # no difference is <= -1
     with pytest.raises(ExportCheckError, match="does not match PyTorch"):
         tool.main([*argv[:2], "--output-name", str(tmp_path / name), *argv[2:]])
     assert os.listdir(tmp_path) == []
@@ -286,10 +347,14 @@ def test_torchscript_round_trip(attention, checkpoints, tmp_path):
         result = export_torchscript.main(["-f", EXP_FILE, "-c", str(ckpt), "--output-name", str(path),
                                           "--decode_in_inference", *_opts(attention)])
     assert path.is_file()
+    extra = {EXTRA_FILE: ""}
+    with deprecated_torch_path("torch.jit.load` is deprecated"):
+        torch.jit.load(str(path), _extra_files=extra)
+    assert ModelInfo.from_json(extra[EXTRA_FILE], str(path)) == result.info and result.info.input_size == SIZE
     # The second, non-square size and batch work: the YOLOX grids are not baked into the trace.
     h2, w2 = second_size(SIZE)
     assert list(result.diffs) == [(1, 3, *SIZE), (2, 3, h2, w2)]
-    assert all(d <= 1e-4 for d in result.diffs.values()), result.diffs
+    assert all(c.max_abs <= 1e-4 for c in result.diffs.values()), result.diffs
     if attention == "ema":
         # EMA's GroupNorm: torch's group_norm checks the spatial size in Python, which the tracer
         # reports; the trace still matches at the second size (above).
@@ -301,6 +366,8 @@ def test_torchscript_round_trip(attention, checkpoints, tmp_path):
 
 def test_torchscript_reports_baked_in_shapes(monkeypatch, tmp_path):
     class Baked(nn.Module):
+        head = SimpleNamespace(strides=[8, 16, 32])  # what the file's metadata reads from a YOLOX model
+
         def forward(self, x):
             return x.reshape(int(x.shape[0]), -1)[:, :8]  # int(): the trace records the batch size
 
@@ -338,7 +405,7 @@ def test_without_checkpoint_warns_and_exports_random_init(tmp_path):
     finally:
         logger.remove(handler)
     assert any("RANDOMLY INITIALISED" in m for m in messages)
-    assert all(d <= 1e-4 for d in result.diffs.values())
+    assert all(c.max_abs <= 1e-4 for c in result.diffs.values())
 
 
 def test_wrong_width_checkpoint_names_layers(checkpoints, tmp_path):
@@ -378,11 +445,35 @@ def test_verification_fails_loudly(tmp_path):
     path = str(tmp_path / "conv.onnx")
     x = torch.randn(1, 3, 8, 8)
     torch.onnx.export(net, (x,), path, dynamo=True, verbose=False, input_names=["images"], output_names=["output"])
-    assert export_onnx.verify_onnx(net, path, "images", [x], atol=1e-3)[(1, 3, 8, 8)] <= 1e-5
+    assert export_onnx.verify_onnx(net, path, [x], atol=1e-3, rtol=0)[(1, 3, 8, 8)].max_abs <= 1e-5
     with torch.no_grad():
         net.bias.add_(0.01)
-    with pytest.raises(ExportCheckError, match="max abs diff 0.01"):
-        export_onnx.verify_onnx(net, path, "images", [x], atol=1e-3)
+    with pytest.raises(OutputMismatch, match="output max abs diff 0.01"):
+        export_onnx.verify_onnx(net, path, [x], atol=1e-3, rtol=0)
+
+
+def test_comparison_per_group_relative_and_non_finite():
+    ref = torch.zeros(1, 3, 7)
+    ref[0, :, :4] = torch.tensor([[1e7, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, float("inf")], [1.0, 1.0, 1.0, 1.0]])
+    ref[0, :, 4:] = 0.5
+    got = ref.clone()
+    got[0, 0, 0] += 1.0  # float32 rounding at 1e7
+    got[0, 1, 5] += 2e-4
+    c = compare(ref, got, atol=1e-3, rtol=1e-5, what="x")
+    boxes, objectness, classes = c.groups
+    assert (boxes.name, boxes.max_abs, boxes.scale, boxes.nonfinite) == ("boxes", 1.0, 1e7, 1)  # inf == inf matches
+    assert boxes.relative == pytest.approx(1e-7) and boxes.allowed == pytest.approx(1e-3 + 100) and boxes.ok
+    assert objectness.max_abs == 0 and classes.max_abs == pytest.approx(2e-4, rel=1e-3) and c.ok
+    got[0, 1, 3] = 8.0  # inf in PyTorch only: no tolerance accepts it
+    c = compare(ref, got, atol=1e-3, rtol=1e-5, what="x")
+    assert c.groups[0].max_abs == float("inf") and not c.ok
+    with pytest.raises(OutputMismatch, match=r"boxes max abs diff inf .*no tolerance accepts that"):
+        check_comparisons({(1, 3, 8, 8): c}, 1e-3, 1e-5, "the file", "a runtime")
+    got[0, 1, 3] = float("inf")
+    got[0, 2, 6] = 0.6  # a class score 0.1 off
+    with pytest.raises(OutputMismatch, match=r"classes max abs diff 0.1 \(relative 0.2 of the outputs' scale 0.5; "
+                                             r"allowed 0.00101\); to accept this, pass --rtol 0.2 or --atol 0.1"):
+        check_comparisons({(1, 3, 8, 8): compare(ref, got, 1e-3, 1e-5, "x")}, 1e-3, 1e-5, "the file", "a runtime")
 
 
 def test_second_size_is_non_square_multiple_of_32():

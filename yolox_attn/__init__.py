@@ -10,10 +10,19 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess test
         "(its pinned onnx==1.8.1/onnxruntime==1.8.0 do not install on current Python)."
     ) from err
 
-from .attention import attention_names, build_attention
 from .known_noise import silence_known_noise
 
 silence_known_noise()  # YOLOX's deprecation warnings and nvidia-smi complaints on a CPU
 
 __version__ = "0.1.0"
 __all__ = ["attention_names", "build_attention", "__version__"]
+
+
+def __getattr__(name: str):
+    # Imported on first use: yolox_attn.attention imports torch, which the ONNX demo
+    # (yolox_attn.tools.onnx_demo) and its deploy modules never need.
+    if name in ("attention_names", "build_attention"):
+        from . import attention
+
+        return getattr(attention, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

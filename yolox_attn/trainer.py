@@ -31,6 +31,7 @@ from .precision import autocast_training_forward, cpu_autocast_dtype
 from .preflight import error_line, final_line, user_exit
 from .seeding import resumable_loader, rng_state, set_rng_state
 from .stopping import IgnoreStopSignals, RankWatchdog, StopSignals, signal_name
+from .threads import start_thread_policy
 
 METRICS_FILE = "metrics.jsonl"
 LATEST = "latest"
@@ -106,6 +107,7 @@ class AttentionTrainer(Trainer):
         # the log that holds its traceback, and exit 1 (YOLOX's logger.catch would exit 0).
         try:
             self.check_inputs()
+            self.thread_policy = start_thread_policy(self.device, seeded=self.exp.seed is not None)
             self.before_train()
         except (ValueError, OSError) as err:
             raise user_exit("training", err) from None

@@ -28,8 +28,9 @@ circle: ``--attn-pixel X,Y`` in input-image pixels, else the centre of the most 
 detection, else the image centre. The PNG is ``height x (1 + levels) * width`` of the input
 image; titles are drawn inside the panels.
 
-Class names: the exp's own dataset's, else YOLOX's COCO names or the shapes dataset's by
-``num_classes`` (``yolox_attn.visualize.predictor.class_names_for``; the log says which).
+Class names: the exp's ``class_names``, else its own dataset's categories, else the shapes
+dataset's or YOLOX's COCO names guessed from ``num_classes`` with a warning, else ``class0``, ...
+(``yolox_attn.class_names.class_names_for``; the log says which).
 
 Without ``-c`` the tool loads ``<exp.output_dir>/<experiment name>/best_ckpt.pth`` as YOLOX's
 does; when that does not exist either it warns and runs the randomly initialised model (useful
@@ -47,14 +48,13 @@ from loguru import logger
 from ..preflight import load_exp
 from ..visualize.figure import ImagePoint
 from ..visualize.image_demo import (  # noqa: F401  (attention_modules, grid_pixel, query_point: re-exported)
-    IMAGE_EXT,
     ImageResult,
     attention_modules,
-    get_image_list,
     grid_pixel,
     image_demo,
     query_point,
 )
+from ..visualize.images import image_files
 from ..visualize.predictor import Predictor, class_names_for, load_model
 from .eval import pick_device
 
@@ -128,11 +128,7 @@ def main(exp, args) -> List[ImageResult]:
         if args.tsize <= 0 or args.tsize % 32:
             raise SystemExit(f"--tsize must be a positive multiple of 32 (the largest stride), got {args.tsize}")
         exp.test_size = (args.tsize, args.tsize)
-    if not os.path.exists(args.path):
-        raise SystemExit(f"--path {args.path!r} does not exist")
-    files = get_image_list(args.path) if os.path.isdir(args.path) else [args.path]
-    if not files:
-        raise SystemExit(f"no images ({', '.join(IMAGE_EXT)}) under {args.path!r}")
+    files = image_files(args.path)
     pixel = parse_pixel(args.attn_pixel)
     logger.info(f"Args: {args}")
     logger.info(f"running on {device}")

@@ -7,6 +7,11 @@ Same flags and ``opts`` as YOLOX's tool (its parser is reused); ``--trt`` needs 
 An exp whose ``compile_model`` is true evaluates the model compiled (``torch.compile``): on a
 2-core CPU, YOLOX-s at 640 ran inference 22-34 % faster compiled, with or without attention
 (batch 1), after one to four minutes of compiling (docs/benchmarks.md, ``bench --compile``).
+
+``--onnx FILE`` scores an exported ONNX file instead of the checkpoint, run by ``--runtime``:
+``onnxruntime`` (default), ``openvino-f32`` or ``openvino`` (OpenVINO's CPU plugin in its default
+precision, bfloat16 where the CPU has native bf16), with the same data, thresholds and COCO
+evaluation: what a deployment in that runtime scores.
 """
 
 import os
@@ -15,12 +20,23 @@ import random
 import torch
 from loguru import logger
 from yolox.core import launch
-from yolox.tools.eval import make_parser
+from yolox.tools.eval import make_parser as yolox_parser
 from yolox.utils import configure_module, fuse_model, get_local_rank, get_model_info, setup_logger
 
 from ..checkpoint import load_checkpoint, load_weights, model_state
+from ..deploy.runtime import RUNTIMES
 from ..evaluator import evaluation_summary, per_class_tables_as_fractions, yolox_evaluation
 from ..preflight import load_exp, user_exit
+
+
+def make_parser():
+    """YOLOX's eval flags, plus ``--onnx`` and ``--runtime``."""
+    parser = yolox_parser()
+    parser.add_argument("--onnx", default=None, type=str,
+                        help="score this ONNX file (from yolox_attn.tools.export_onnx) instead of the checkpoint")
+    parser.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES,
+                        help="runs the --onnx file: onnxruntime, openvino-f32, or openvino (its default precision)")
+    return parser
 
 
 def pick_device(rank: int = 0) -> torch.device:
@@ -63,6 +79,8 @@ def main(exp, args, num_devices: int) -> str:
         check_half_support(device)
 
     is_distributed = num_devices > 1
+    if args.onnx is not None:
+        return evaluate_onnx(exp, args)
     try:  # the user's choices (exp, checkpoint, then dataset): a mistake ends in one line
         model = exp.get_model()
         if not args.speed:
@@ -101,6 +119,33 @@ def main(exp, args, num_devices: int) -> str:
     return summary
 
 
+def check_onnx_args(args, num_devices: int) -> None:
+    """``--onnx`` scores the file as exported, in one process: a one-line ``SystemExit`` for the flags
+    that would change the model or spread it over processes."""
+    refused = [flag for flag, on in (("-d > 1", num_devices > 1), ("--fp16", args.fp16), ("--fuse", args.fuse),
+                                     ("--speed", args.speed), ("-c", args.ckpt is not None)) if on]
+    if refused:
+        raise SystemExit(f"--onnx evaluates the file as exported, in one process: drop {', '.join(refused)}")
+
+
+def evaluate_onnx(exp, args) -> str:
+    """COCO evaluation of the ``--onnx`` file in ``--runtime`` on the exp's data, as ``main`` scores a checkpoint."""
+    from ..deploy.torch_bridge import ExportedModel
+
+    try:
+        model = ExportedModel(args.onnx, args.runtime, threads=torch.get_num_threads(), input_size=exp.test_size)
+        evaluator = exp.get_evaluator(args.batch_size, False, args.test, args.legacy)
+    except (ValueError, OSError) as err:
+        raise user_exit("evaluation", err) from None
+    logger.info(f"evaluating {args.onnx} in {model.runner.description}")
+    evaluator.per_class_AP = True
+    evaluator.per_class_AR = True
+    with per_class_tables_as_fractions():
+        *_, summary = evaluator.evaluate(model, False, False, None, None, exp.test_size)
+    logger.info("\n" + summary)
+    return summary
+
+
 def run(argv=None) -> None:
     configure_module()
     args = make_parser().parse_args(argv)
@@ -116,6 +161,8 @@ def run(argv=None) -> None:
     if not 1 <= num_devices <= available:
         where = f"{available} CUDA device(s)" if torch.cuda.is_available() else "the CPU only (use -d 1)"
         raise SystemExit(f"-d {num_devices}: this machine has {where}")
+    if args.onnx is not None:
+        check_onnx_args(args, num_devices)
     backend = args.dist_backend if torch.cuda.is_available() else "gloo"
     dist_url = "auto" if args.dist_url is None else args.dist_url
     launch(main, num_devices, args.num_machines, args.machine_rank, backend=backend, dist_url=dist_url,

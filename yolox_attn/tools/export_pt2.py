@@ -5,9 +5,12 @@
 torch's current successor of TorchScript: ``torch.export.export`` with a dynamic batch and
 dynamic H, W (multiples of 32 from 64 px), saved with ``torch.export.save``. The tool loads the
 file back with ``torch.export.load`` and compares it with the eager model at the export size and
-at a second, non-square size and batch size; only a file within ``--atol`` reaches the output
-path (default ``<output_dir>/<experiment name>/<experiment name>.pt2``). Load it with
-``torch.export.load(path).module()``. Flags as the other export tools.
+at a second, non-square size and batch size, per output group (boxes, objectness, classes) within
+``--atol`` plus ``--rtol`` times the group's largest magnitude; only a verified file reaches the
+output path (default ``<output_dir>/<experiment name>/<experiment name>.pt2``). Load it with
+``torch.export.load(path).module()``. The file carries the class names, input size and whether
+boxes are decoded as the extra file ``yolox_attn.json`` (``yolox_attn.deploy.metadata``; read it
+with ``torch.export.load(path, extra_files={"yolox_attn.json": ""})``). Flags as the other export tools.
 """
 
 import argparse
@@ -19,17 +22,21 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from loguru import logger
 
+from ..deploy.metadata import EXTRA_FILE, ModelInfo
 from .export_common import (
+    Comparison,
     ExportCheckError,
     add_common_args,
     add_opts_arg,
-    check_within,
+    add_tolerance_args,
+    check_comparisons,
     cli_exit_code,
     compare_outputs,
     default_output,
     exp_from_args,
     export_program,
     load_export_model,
+    model_info,
     random_input,
     second_size,
     verified_output,
@@ -38,18 +45,18 @@ from .export_common import (
 
 @dataclass
 class Pt2ExportResult:
-    """Where the program went and the max abs differences to PyTorch per checked input shape."""
+    """Where the program went, how far it is from PyTorch per checked input shape, and its metadata."""
 
     path: str
-    diffs: Dict[Tuple[int, ...], float] = field(default_factory=dict)
+    diffs: Dict[Tuple[int, ...], Comparison] = field(default_factory=dict)
+    info: Optional[ModelInfo] = None
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The export tools' common flags plus ``--atol``."""
+    """The export tools' common flags plus ``--atol`` and ``--rtol``."""
     parser = argparse.ArgumentParser("yolox-attn torch.export deploy")
     add_common_args(parser, suffix=".pt2")
-    parser.add_argument("--atol", default=1e-4, type=float,
-                        help="largest max abs difference to PyTorch accepted by the check")
+    add_tolerance_args(parser, atol=1e-4)
     add_opts_arg(parser)
     return parser
 
@@ -61,6 +68,7 @@ def main(argv: Optional[List[str]] = None) -> Pt2ExportResult:
     exp = exp_from_args(args)
     what = f"the model with attention {getattr(exp, 'attention', 'none')!r}"
     model = load_export_model(exp, args.ckpt, args.decode_in_inference, experiment_name=args.experiment_name)
+    info = model_info(exp, model, args.decode_in_inference, dynamic=True)
     out = os.path.abspath(args.output_name or default_output(exp, args.experiment_name, ".pt2"))
     size = tuple(int(s) for s in exp.test_size)
     inputs = [random_input(args.batch_size, size, seed=0),
@@ -71,17 +79,12 @@ def main(argv: Optional[List[str]] = None) -> Pt2ExportResult:
     except ExportCheckError as err:
         raise ExportCheckError(f"{what} cannot be exported with torch.export: {err}") from err
     with verified_output(out) as tmp:
-        torch.export.save(program, tmp)
-        results = compare_outputs(model, torch.export.load(tmp).module(), inputs)
-        problems = [f"input {s}: {r}" for s, r in results.items() if isinstance(r, str)]
-        if problems:
-            raise ExportCheckError(f"the reloaded program of {what} fails: " + "; ".join(problems))
-        for shape, diff in results.items():
-            logger.info(f"reloaded ExportedProgram vs PyTorch, input {shape}: max abs diff {diff:.3g}")
-        check_within([(f"input {s}", d) for s, d in results.items()], args.atol, f"the exported program of {what}")
-    summary = ", ".join(f"{s}: {d:.3g}" for s, d in results.items())
-    logger.info(f"verified {out} after torch.export.load, max abs diff per input: {summary}")
-    return Pt2ExportResult(out, dict(results))
+        torch.export.save(program, tmp, extra_files={EXTRA_FILE: info.to_json()})
+        results = compare_outputs(model, torch.export.load(tmp).module(), inputs, args.atol, args.rtol)
+        check_comparisons(results, args.atol, args.rtol, f"the exported program of {what}",
+                          "the reloaded ExportedProgram")
+    logger.info(f"verified {out} after torch.export.load; class names and input size in its {EXTRA_FILE}")
+    return Pt2ExportResult(out, dict(results), info)
 
 
 def run(argv: Optional[List[str]] = None) -> int:

@@ -11,7 +11,10 @@ otherwise. The model is traced, saved, loaded back and compared with PyTorch at 
 and at a second, non-square size and batch size. A trace records the shapes of its example input
 wherever the code turns them into Python numbers; the second size shows whether that happened,
 and a mismatch there fails the tool with a message that the file only works at the trace shape.
-Only a verified file reaches the output path.
+Only a file within ``--atol`` plus ``--rtol`` times each output group's largest magnitude reaches
+the output path. It carries the class names, input size and whether boxes are decoded as the extra
+file ``yolox_attn.json`` (``yolox_attn.deploy.metadata``; ``torch.jit.load(path,
+_extra_files={"yolox_attn.json": ""})`` reads it).
 """
 
 import argparse
@@ -24,16 +27,20 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from loguru import logger
 
+from ..deploy.metadata import EXTRA_FILE, ModelInfo
 from .export_common import (
+    Comparison,
     ExportCheckError,
     add_common_args,
     add_opts_arg,
-    check_within,
+    add_tolerance_args,
+    check_comparisons,
     cli_exit_code,
     compare_outputs,
     default_output,
     exp_from_args,
     load_export_model,
+    model_info,
     random_input,
     second_size,
     verified_output,
@@ -42,19 +49,20 @@ from .export_common import (
 
 @dataclass
 class TorchScriptExportResult:
-    """Where the module went, max abs differences per input shape, and the tracer's warnings."""
+    """Where the module went, how far it is from PyTorch per input shape, the tracer's warnings and
+    the file's metadata."""
 
     path: str
-    diffs: Dict[Tuple[int, ...], float] = field(default_factory=dict)
+    diffs: Dict[Tuple[int, ...], Comparison] = field(default_factory=dict)
     tracer_warnings: List[str] = field(default_factory=list)
+    info: Optional[ModelInfo] = None
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """YOLOX's export_torchscript flags (plus ``--decode_in_inference`` and ``--atol``)."""
+    """YOLOX's export_torchscript flags (plus ``--decode_in_inference``, ``--atol`` and ``--rtol``)."""
     parser = argparse.ArgumentParser("yolox-attn torchscript deploy")
     add_common_args(parser, suffix=".torchscript.pt")
-    parser.add_argument("--atol", default=1e-4, type=float,
-                        help="largest max abs difference to PyTorch accepted by the check")
+    add_tolerance_args(parser, atol=1e-4)
     add_opts_arg(parser)
     return parser
 
@@ -80,6 +88,7 @@ def main(argv: Optional[List[str]] = None) -> TorchScriptExportResult:
     logger.info(f"args: {args}")
     exp = exp_from_args(args)
     model = load_export_model(exp, args.ckpt, args.decode_in_inference, experiment_name=args.experiment_name)
+    info = model_info(exp, model, args.decode_in_inference, dynamic=True)
     out = os.path.abspath(args.output_name or default_output(exp, args.experiment_name, ".torchscript.pt"))
     size = tuple(int(s) for s in exp.test_size)
     example = random_input(args.batch_size, size, seed=0)
@@ -88,23 +97,20 @@ def main(argv: Optional[List[str]] = None) -> TorchScriptExportResult:
     traced, tracer_warnings = trace(model, example)
     other = random_input(args.batch_size + 1, second_size(size), seed=1)
     with verified_output(out) as tmp:
-        traced.save(tmp)
-        results = compare_outputs(model, torch.jit.load(tmp, map_location="cpu"), [example, other])
+        traced.save(tmp, _extra_files={EXTRA_FILE: info.to_json()})
+        results = compare_outputs(model, torch.jit.load(tmp, map_location="cpu"), [example, other],
+                                  args.atol, args.rtol)
         first, second = results.values()
         if isinstance(first, str):
             raise ExportCheckError(f"the reloaded module fails at its own trace input {tuple(example.shape)}: {first}")
         if isinstance(second, str):
             raise ExportCheckError(f"the traced module bakes in its trace shape {tuple(example.shape)}: at input "
                                    f"{tuple(other.shape)}, {second}. Use YOLOX's tool at the trace shape only.")
-        for shape, diff in results.items():
-            logger.info(f"reloaded TorchScript vs PyTorch, input {shape}: max abs diff {diff:.3g}")
-        check_within([(f"input {s}", d) for s, d in results.items()], args.atol,
-                     f"the TorchScript module (if only the second shape fails, it bakes in its trace shape "
-                     f"{tuple(example.shape)})")
-    summary = ", ".join(f"{s}: {d:.3g}" for s, d in results.items())
-    logger.info(f"verified {out} after torch.jit.load, max abs diff per input: {summary} "
-                "(dynamic batch and input size work)")
-    return TorchScriptExportResult(out, dict(results), tracer_warnings)
+        check_comparisons(results, args.atol, args.rtol, f"the TorchScript module (if only the second shape fails, "
+                          f"it bakes in its trace shape {tuple(example.shape)})", "the reloaded TorchScript module")
+    logger.info(f"verified {out} after torch.jit.load (dynamic batch and input size work); class names and "
+                f"input size in its {EXTRA_FILE}")
+    return TorchScriptExportResult(out, dict(results), tracer_warnings, info)
 
 
 def run(argv: Optional[List[str]] = None) -> int:

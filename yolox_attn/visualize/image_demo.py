@@ -13,9 +13,10 @@ from torch import nn
 
 from .attention_maps import AttentionRecorder, normalize_map
 from .figure import ImagePoint, attention_figure, map_in_image
+# IMAGE_EXT, get_image_list: this module was their home
+from .images import IMAGE_EXT, get_image_list, picture_path, write_picture  # noqa: F401
 from .predictor import Predictor, boxes_in_image
 
-IMAGE_EXT = (".jpg", ".jpeg", ".webp", ".bmp", ".png")
 
 
 @dataclass
@@ -28,14 +29,6 @@ class ImageResult:
     attention_file: Optional[str] = None
     maps: Dict[str, np.ndarray] = field(default_factory=dict)  # level -> (H, W) in [0, 1]
     query_point: Optional[ImagePoint] = None
-
-
-def get_image_list(path: str) -> List[str]:
-    """Image files under ``path`` (recursive, extension case-insensitive), sorted."""
-    found = []
-    for root, _, names in os.walk(path):
-        found += [os.path.join(root, n) for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXT]
-    return sorted(found)
 
 
 def query_point(output: Optional[torch.Tensor], info: Dict, requested: Optional[ImagePoint]) -> Tuple[ImagePoint, str]:
@@ -105,13 +98,6 @@ def process_image(predictor: Predictor, img: np.ndarray, path: str, recorder: Op
     return result, picture, figure
 
 
-def write_picture(path: str, picture: np.ndarray) -> None:
-    """``cv2.imwrite``, which returns False instead of raising, as a one-line ``SystemExit`` on failure."""
-    if not cv2.imwrite(path, picture):
-        raise SystemExit(f"could not write {path}: cv2.imwrite failed (is the folder writable and the "
-                         "extension an image format such as .jpg or .png?)")
-
-
 def image_demo(predictor: Predictor, files: Sequence[str], root: str, out_dir: Optional[str],
                attention_maps: bool = False, pixel: Optional[ImagePoint] = None) -> List[ImageResult]:
     """Run ``predictor`` on each image file; one ``ImageResult`` per image that could be read.
@@ -134,9 +120,7 @@ def image_demo(predictor: Predictor, files: Sequence[str], root: str, out_dir: O
             logger.info(f"{path}: {n} detection(s)")
             if out_dir is None:
                 continue
-            rel = os.path.relpath(path, root) if os.path.isdir(root) else os.path.basename(path)
-            target = os.path.join(out_dir, rel)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            target = picture_path(path, root, out_dir)
             write_picture(target, picture)
             result.detection_file = target
             logger.info(f"Saving detection result in {target}")

@@ -1,52 +1,21 @@
-"""YOLOX's demo predictor (letterbox with ``ValTransform``, forward, ``postprocess``, ``vis``), the
-model it runs and the class names it draws."""
+"""YOLOX's demo predictor (letterbox with ``ValTransform``, forward, ``postprocess``, ``vis``) and
+the model it runs; the class names it draws come from ``yolox_attn.class_names``."""
 
-import json
-import os
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from loguru import logger
 from torch import nn
 from yolox.data.data_augment import ValTransform
-from yolox.data.datasets import COCO_CLASSES
 from yolox.utils import fuse_model, get_model_info, postprocess, vis
 
 from ..checkpoint import load_checkpoint, load_weights, model_state
-from ..data.shapes import CLASS_NAMES
+from ..class_names import class_names_for  # noqa: F401  (its former home: the old import keeps working)
 from ..preflight import user_exit
 
 _VIS_COLOURS = 80  # yolox.utils.visualize._COLORS has one colour per COCO class
-
-
-def class_names_for(exp) -> Tuple[List[str], str]:
-    """(names, where they came from), first match wins: the categories of the exp's own dataset
-    (``<exp.data_dir>/annotations/<exp.val_ann>``, ordered by category id as YOLOX's
-    ``COCODataset`` orders its labels) when the file exists and has ``num_classes`` categories;
-    YOLOX's ``COCO_CLASSES`` when ``num_classes`` is 80; the shapes dataset's names when it is 4;
-    else ``class0``, ``class1``, ..."""
-    n = int(exp.num_classes)
-    data_dir, val_ann = getattr(exp, "data_dir", None), getattr(exp, "val_ann", None)
-    if data_dir and val_ann:
-        ann = os.path.join(data_dir, "annotations", val_ann)
-        if os.path.isfile(ann):
-            try:
-                with open(ann) as f:
-                    cats = json.load(f)["categories"]
-                names = [str(c["name"]) for c in sorted(cats, key=lambda c: c["id"])]
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                logger.warning(f"could not read class names from {ann}: {err!r}")
-            else:
-                if len(names) == n:
-                    return names, ann
-                logger.warning(f"{ann} has {len(names)} categories but the exp has num_classes={n}; not using them")
-    if n == len(COCO_CLASSES):
-        return list(COCO_CLASSES), "COCO_CLASSES"
-    if n == len(CLASS_NAMES):
-        return list(CLASS_NAMES), "the shapes dataset's CLASS_NAMES"
-    return [f"class{i}" for i in range(n)], "generic class<i> names"
 
 
 def load_model(exp, ckpt_file: Optional[str], device: torch.device, fp16: bool = False,
