@@ -15,12 +15,12 @@ def _eval_rank(rank, init_file, argv, out_dir):
     from yolox.exp import get_exp
     from yolox.tools.eval import make_parser
 
-    from yolox_attn.evaluator import DeviceCOCOEvaluator
+    from yolox.evaluators import COCOEvaluator
     from yolox_attn.tools import eval as eval_tool
 
     # What this rank detected, and (rank 0) what reached the COCO evaluation.
     own, evaluated = [], []
-    convert, evaluate_prediction = DeviceCOCOEvaluator.convert_to_coco_format, DeviceCOCOEvaluator.evaluate_prediction
+    convert, evaluate_prediction = COCOEvaluator.convert_to_coco_format, COCOEvaluator.evaluate_prediction
 
     def record_own(self, *args):
         detections = convert(self, *args)
@@ -31,8 +31,8 @@ def _eval_rank(rank, init_file, argv, out_dir):
         evaluated.extend((d["image_id"], d["score"]) for d in data_dict)
         return evaluate_prediction(self, data_dict, statistics)
 
-    DeviceCOCOEvaluator.convert_to_coco_format = record_own
-    DeviceCOCOEvaluator.evaluate_prediction = record_evaluated
+    COCOEvaluator.convert_to_coco_format = record_own
+    COCOEvaluator.evaluate_prediction = record_evaluated
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:

@@ -79,7 +79,7 @@ def main(exp, args, num_devices: int) -> str:
         check_half_support(device)
 
     is_distributed = num_devices > 1
-    if args.onnx is not None:
+    if getattr(args, "onnx", None) is not None:  # YOLOX's own parser (as the DDP test uses) has no --onnx
         return evaluate_onnx(exp, args)
     try:  # the user's choices (exp, checkpoint, then dataset): a mistake ends in one line
         model = exp.get_model()
