@@ -24,8 +24,8 @@ def keep_threads():
 
 
 @pytest.mark.parametrize("cores, others, most, expected", [
-    (2, 0.0, 2, 2), (2, 0.3, 2, 2), (2, 0.7, 2, 1), (2, 1.0, 2, 1), (2, 1.9, 2, 1), (2, 3.5, 2, 1),
-    (8, 2.0, 8, 6), (8, 0.0, 4, 4), (1, 0.0, 1, 1)])
+    (2, 0.0, 2, 2), (2, 0.3, 2, 2), (2, 0.6, 2, 2), (2, 0.7, 2, 1), (2, 1.6, 2, 1), (2, 1.0, 2, 1), (2, 1.9, 2, 1), (2, 3.5, 2, 1),
+    (8, 2.0, 8, 6), (8, 2.7, 8, 5), (8, 0.0, 4, 4), (1, 0.0, 1, 1)])
 def test_threads_are_the_cores_others_leave_free(cores, others, most, expected):
     assert threads_for(cores, others, most) == expected
 

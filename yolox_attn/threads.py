@@ -90,7 +90,8 @@ class LoadSample:
 
 def threads_for(cores: int, others: float, most: int) -> int:
     """The cores others leave free (one they use less than ``TAKEN`` of counts as free), from 1 to ``most``."""
-    return max(1, min(most, int(cores - others + (1 - TAKEN))))
+    taken = int(others + (1 - TAKEN))  # whole cores, a core counting once others use more than TAKEN of it
+    return max(1, min(most, cores - taken))
 
 
 class ThreadPolicy:
