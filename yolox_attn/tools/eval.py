@@ -95,8 +95,6 @@ def main(exp, args, num_devices: int) -> str:
     except (ValueError, OSError) as err:
         raise user_exit("evaluation", err) from None
     logger.info(f"Model Summary: {get_model_info(model, exp.test_size)}")
-    evaluator.per_class_AP = True
-    evaluator.per_class_AR = True
     model.to(device).eval()
     if is_distributed:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rank] if device.type == "cuda" else None)
@@ -110,9 +108,16 @@ def main(exp, args, num_devices: int) -> str:
         # which a whole ACmix model fails to compile
         model.compile(dynamic=False)
 
-    # YOLOX prints per-class tables in percent, under a summary in fractions
+    return evaluate(evaluator, model, exp, is_distributed, args.fp16)
+
+
+def evaluate(evaluator, model, exp, is_distributed: bool, half: bool) -> str:
+    """Run YOLOX's evaluator on ``model`` here (any device, numpy 2), with per-class tables in COCO's
+    unit (YOLOX prints them in percent under a summary in fractions); log and return the summary."""
+    evaluator.per_class_AP = True
+    evaluator.per_class_AR = True
     with per_class_tables_as_fractions(), yolox_evaluation(evaluator):
-        result = evaluator.evaluate(model, is_distributed, args.fp16, None, None, exp.test_size)
+        result = evaluator.evaluate(model, is_distributed, half, None, None, exp.test_size)
     summary = evaluation_summary(evaluator, result, exp.test_conf)
     if summary is not None:  # YOLOX's evaluators return the summary on rank 0 only
         logger.info("\n" + summary)
@@ -138,12 +143,7 @@ def evaluate_onnx(exp, args) -> str:
     except (ValueError, OSError) as err:
         raise user_exit("evaluation", err) from None
     logger.info(f"evaluating {args.onnx} in {model.runner.description}")
-    evaluator.per_class_AP = True
-    evaluator.per_class_AR = True
-    with per_class_tables_as_fractions():
-        *_, summary = evaluator.evaluate(model, False, False, None, None, exp.test_size)
-    logger.info("\n" + summary)
-    return summary
+    return evaluate(evaluator, model, exp, False, False)
 
 
 def run(argv=None) -> None:
