@@ -179,6 +179,9 @@ def test_yolox_tools_check_checkpoint_and_dataset_first(tmp_path, tiny_shapes, c
     module.make_parser = importlib.import_module(f"yolox.tools.{tool}").make_parser
     monkeypatch.setitem(sys.modules, "__main__", module)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    # the tool's default checkpoint is ./YOLOX_outputs/<exp>/best_ckpt.pth: here, not a checkout where
+    # the main job has written one
+    monkeypatch.chdir(tmp_path)
 
     def run(data_dir, *flags):
         tool_opts = [*opts, "data_dir", str(data_dir)]
