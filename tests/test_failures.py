@@ -14,7 +14,7 @@ EXP = ROOT / "exps" / "example" / "yolox_nano_cam_shapes.py"
 MAX_LINES = 15
 
 
-def _run(args, cwd, env=None):
+def _run(args, cwd):
     proc = subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     return proc.returncode, lines

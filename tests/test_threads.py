@@ -130,7 +130,7 @@ def test_auto_logs_one_line_with_the_count_and_why(monkeypatch):
     try:
         assert len(lines) == 1 and lines[0].split(" - ", 1)[1].startswith(
             "CPU training with 2 threads: other processes used 0.00 of the 2 cores it may run on; at most 2 "
-            "(torch's default); checked again every 5 s (YOLOX_ATTN_THREADS=N fixes it)")
+            "(torch's default); checked again every 2 s (YOLOX_ATTN_THREADS=N fixes it)")
     finally:
         policy.stop()
 

@@ -32,7 +32,11 @@ from .preflight import UsageError
 __all__ = ["ENV", "CHECK_SECONDS", "LoadSample", "ThreadPolicy", "start_thread_policy", "threads_for"]
 
 ENV = "YOLOX_ATTN_THREADS"
-CHECK_SECONDS = 5.0
+# Short enough that a training already running sees a new neighbour while that neighbour is still
+# starting up (imports, model, data: several seconds of one core) and drops a thread before the
+# two trainings' iterations meet; with 5 s the first one paid one iteration 10-40x its length
+# (docs/benchmarks.md#a-shared-cpu). A check costs about 1 ms.
+CHECK_SECONDS = 2.0
 # Other processes' use of the cores, in cores, above which a core counts as taken: a shell, an
 # editor or a logger (a few hundredths) leave it free, a training at one thread takes it.
 TAKEN = 0.65
