@@ -34,7 +34,7 @@ __all__ = ["ENV", "CHECK_SECONDS", "LoadSample", "ThreadPolicy", "start_thread_p
 ENV = "YOLOX_ATTN_THREADS"
 # Short enough that a training already running sees a new neighbour while that neighbour is still
 # starting up (imports, model, data: several seconds of one core) and drops a thread before the
-# two trainings' iterations meet; with 5 s the first one paid one iteration 10-40x its length
+# two trainings' iterations meet; with 5 s the first one paid one iteration of 7.6-11.5 s, 25-40x its length
 # (docs/benchmarks.md#a-shared-cpu). A check costs about 1 ms.
 CHECK_SECONDS = 2.0
 # Other processes' use of the cores, in cores, above which a core counts as taken: a shell, an
