@@ -208,3 +208,35 @@ def test_the_mixin_adds_the_model_and_optimizer_and_keeps_the_rest():
     optimizer = exp.get_optimizer(8)
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert held == {id(p) for p in model.parameters()}  # CCA's gamma included
+
+
+def test_yolox_eval_tool_checks_a_voc_exp_in_its_own_layout(tmp_path, voc_shapes, monkeypatch):
+    # YOLOX's eval tool (on CUDA) has the exp check its data when the tool merges its opts: a VOC
+    # exp's VOCdevkit image sets, not COCO's annotations/instances_val2017.json.
+    import types
+
+    import torch
+    import yolox.tools.eval as yolox_eval
+    from yolox.exp import get_exp
+
+    exp = get_exp(str(VOC_EXP), None)
+    exp.merge(VOC_OPTS)
+    ckpt = tmp_path / "weights.pth"
+    torch.save({"model": exp.get_model().state_dict()}, ckpt)
+    module = types.ModuleType("__main__")
+    module.__spec__ = types.SimpleNamespace(name="yolox.tools.eval")
+    module.make_parser = yolox_eval.make_parser
+    monkeypatch.setitem(sys.modules, "__main__", module)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+    def merge(data_dir):
+        opts = [*VOC_OPTS, "data_dir", str(data_dir)]
+        monkeypatch.setattr(sys, "argv", ["eval.py", "-f", str(VOC_EXP), "-c", str(ckpt), *opts])
+        get_exp(str(VOC_EXP), None).merge(opts)
+
+    merge(voc_shapes)  # the data are there
+    with pytest.raises(SystemExit) as caught:
+        merge(tmp_path / "nowhere")
+    message = caught.value.code
+    assert message.startswith("evaluation failed: ") and "instances_val2017.json" not in message, message
+    assert str(tmp_path / "nowhere") in message, message

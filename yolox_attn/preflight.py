@@ -18,7 +18,7 @@ from loguru import logger
 from yolox.utils.logger import StreamToLoguru
 
 from .checkpoint import check_weights, load_checkpoint, model_state
-from .data.checks import MAKE_SHAPES, require_annotations  # noqa: F401  (re-exported: they lived here)
+from .data.checks import MAKE_SHAPES, require_annotations  # noqa: F401  (MAKE_SHAPES re-exported: it lived here)
 from .known_noise import yolox_tool
 
 
@@ -133,6 +133,11 @@ def check_yolox_tool_run(exp) -> None:
                 raise ValueError(f"YOLOX's tool cannot load {ckpt!r}: it holds numpy values, which torch.load "
                                  f"refuses by default since torch 2.6; run {ours}, which loads it") from None
         if tool == "yolox.tools.eval":
-            require_annotations(exp.data_dir, exp.test_ann if args.test else exp.val_ann)
+            split = "test" if args.test else "val"
+            check_dataset = getattr(exp, "check_dataset", None)  # the exp's own check knows its layout (VOC)
+            if check_dataset is None:
+                require_annotations(exp.data_dir, exp.test_ann if args.test else exp.val_ann)
+            for note in check_dataset((split,)) if check_dataset else []:
+                logger.warning(note)
     except (ValueError, OSError) as err:
         raise UsageError(f"{_YOLOX_TOOLS[tool]} failed: {err}") from None
