@@ -224,7 +224,7 @@ def run_ablation(argv, started) -> int:
     pretrain = Run(BASELINE, args.pretrain_seed, pretrain_epochs=args.pretrain_epochs) if args.pretrain_epochs else None
     grid = Grid(args.exp_file, output_dir, args.batch_size, args.devices, args.fp16, tuple(opts))
     if pretrain or args.finetune_from:
-        checkpoint = args.finetune_from or os.path.join(grid.folder(pretrain), "latest_ckpt.pth")
+        checkpoint = args.finetune_from or grid.latest(pretrain)
         grid = dataclasses.replace(grid, checkpoint=checkpoint, finetune_opts=tuple(finetune_opts(exp)))
     try:
         launch = make_launcher(args.launcher, args.jobs, args.devices, os.path.join(output_dir, "submitit"),

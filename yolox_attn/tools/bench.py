@@ -167,7 +167,8 @@ def make_parser() -> argparse.ArgumentParser:
                          help="also profile PyTorch training steps at this batch")
     profile.add_argument("--top", type=bm.int_at_least(1), default=15, help="ops per table (default 15)")
     _add_run_args(profile, repeats=3, warmup=1, device=False)
-    profile.set_defaults(device=torch.device("cpu"))
+    # the profile of ONNX files is of the file the export tool writes by default (simplified)
+    profile.set_defaults(device=torch.device("cpu"), no_onnxsim=False)
     return p
 
 
@@ -182,7 +183,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.mode_argv = argv[1:]  # what a worker process is given back, with --worker
     if args.mode == "model" and (args.no_onnxsim or args.onnx_dir) and not args.onnxruntime:
         parser.error("--no-onnxsim and --onnx-dir go with --onnxruntime")
-    if args.mode == "modules":
+    if args.mode == "modules" and not args.worker:  # a worker's task comes from a parent that checked
         from ..attention import build_attention
 
         for name in args.attentions:  # each must take this many channels (EMA's groups, ACmix's heads)

@@ -100,9 +100,10 @@ def run(args: argparse.Namespace) -> List[Dict]:
             try:
                 row["gflops"] = _gflops(case)
             except Exception as err:  # noqa: BLE001 - an infeasible case is reported, not fatal
-                if bm.infeasible_reason(err) is None:
+                reason = bm.infeasible_reason(err)
+                if reason is None:
                     raise
-                row["error"] = bm.infeasible_reason(err)
+                row["error"] = reason
                 continue
             cases[attention] = case.step
         if args.no_timing:

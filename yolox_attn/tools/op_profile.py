@@ -74,7 +74,6 @@ def run(args: argparse.Namespace) -> Dict[Tuple[str, str], Dict[str, Profile]]:
             profiles[("torch", f"train step (b={args.train_batch})")] = profile_round_robin(
                 {n: (lambda s=s: s.train(images, targets)) for n, s in steps.items()}, args.repeats, args.warmup)
     if "onnxruntime" in args.runtimes:
-        args.no_onnxsim = False  # profile the file the export tool writes by default
         with tempfile.TemporaryDirectory(prefix="bench_profile_") as tmp:
             ort_profiles = {}
             for name, step in steps.items():
