@@ -3,6 +3,8 @@
 import contextlib
 from typing import Iterator
 
+from .patching import replaced
+
 
 @contextlib.contextmanager
 def norm_sync_on_the_cpu() -> Iterator[None]:
@@ -12,8 +14,5 @@ def norm_sync_on_the_cpu() -> Iterator[None]:
     from yolox.utils import allreduce_norm
 
     to_tensor = allreduce_norm.pyobj2tensor
-    allreduce_norm.pyobj2tensor = lambda pyobj, device="cuda": to_tensor(pyobj, device="cpu")
-    try:
+    with replaced(allreduce_norm, pyobj2tensor=lambda pyobj, device="cuda": to_tensor(pyobj, device="cpu")):
         yield
-    finally:
-        allreduce_norm.pyobj2tensor = to_tensor

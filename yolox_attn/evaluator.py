@@ -135,10 +135,7 @@ def per_class_tables_as_fractions() -> Iterator[None]:
     (fractions, the unit of the COCO summary above them) instead of in percent."""
     from yolox.evaluators import coco_evaluator
 
-    saved = coco_evaluator.per_class_AP_table, coco_evaluator.per_class_AR_table
-    coco_evaluator.per_class_AP_table = lambda coco_eval, class_names: per_class_table(coco_eval, class_names, "AP")
-    coco_evaluator.per_class_AR_table = lambda coco_eval, class_names: per_class_table(coco_eval, class_names, "AR")
-    try:
+    with replaced(coco_evaluator,
+                  per_class_AP_table=lambda coco_eval, class_names: per_class_table(coco_eval, class_names, "AP"),
+                  per_class_AR_table=lambda coco_eval, class_names: per_class_table(coco_eval, class_names, "AR")):
         yield
-    finally:
-        coco_evaluator.per_class_AP_table, coco_evaluator.per_class_AR_table = saved
