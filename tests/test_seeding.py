@@ -78,7 +78,7 @@ def test_seeded_loader_repeats_its_batches_and_follows_data_seed(tmp_path):
 
     make_shapes(tmp_path / "s", train=6, val=2, size=64, seed=1)
 
-    def first_batches(data_start_epoch=0, **attrs):
+    def first_batches(**attrs):
         exp = small_exp("none", data_dir=str(tmp_path / "s"), input_size=(64, 64), data_num_workers=1, **attrs)
         loader = exp.get_data_loader(batch_size=2, is_distributed=False)
         it = iter(resumable_loader(loader, exp.data_rng_seed(), 0))  # as the trainers start it

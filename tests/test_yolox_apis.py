@@ -61,8 +61,8 @@ def pythonpath(request):
 
 
 def _eval_records(folder):
-    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()
-            if json.loads(line)["event"] == "eval"]
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in records if r["event"] == "eval"]
 
 
 def test_the_snapshot_is_yolox_with_the_current_api(yolox_main, tmp_path):
