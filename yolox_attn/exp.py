@@ -14,6 +14,7 @@ from yolox.exp import Exp
 from .attention import attention_kwargs, attention_names, canonical_name
 from .checkpoint import is_attention_key
 from .neck import LEVELS, AttentionPAFPN, check_levels, check_position
+from .multiscale import default_size_factors, drawn_size
 from .data.hooks import HAS_DATASET_HOOKS, DatasetHooks
 from .preflight import UsageError, check_yolox_tool_run, yolox_tool
 
@@ -273,11 +274,8 @@ class AttentionMixin:
         size = torch.zeros(2, dtype=torch.long, device="cuda" if on_cuda else "cpu")
         if rank == 0:
             if getattr(self, "random_size", None) is None:
-                base = int(self.input_size[0] / 32)
-                self.random_size = (base - self.multiscale_range, base + self.multiscale_range)
-            factor = random.randint(*self.random_size)
-            size[0] = 32 * factor
-            size[1] = 32 * int(factor * self.input_size[1] / self.input_size[0])
+                self.random_size = default_size_factors(self.input_size, self.multiscale_range)
+            size[0], size[1] = drawn_size(random.randint(*self.random_size), self.input_size)
         if is_distributed:
             dist.barrier()
             dist.broadcast(size, 0)

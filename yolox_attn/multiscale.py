@@ -6,15 +6,28 @@ import torch
 from loguru import logger
 
 
+SIZE_STEP = 32  # YOLOX draws training sizes as multiples of 32 px
+
+
+def default_size_factors(input_size: Tuple[int, int], multiscale_range: int) -> Tuple[int, int]:
+    """The factors of ``SIZE_STEP`` YOLOX's ``random_resize`` draws from when an exp sets no
+    ``random_size``: ``input_size[0] / 32 +- multiscale_range``."""
+    base = int(input_size[0] / SIZE_STEP)
+    return base - multiscale_range, base + multiscale_range
+
+
+def drawn_size(factor: int, input_size: Tuple[int, int]) -> Tuple[int, int]:
+    """The (height, width) ``random_resize`` feeds for ``factor``: the width keeps the input's aspect ratio."""
+    return SIZE_STEP * factor, SIZE_STEP * int(factor * input_size[1] / input_size[0])
+
+
 def training_sizes(exp) -> List[Tuple[int, int]]:
     """Every (height, width) a YOLOX training run can feed the model: ``exp.input_size`` first,
-    then, every 10 iterations, a draw of ``random_resize`` (``random_size`` factors of 32, or
-    ``input_size / 32 +- multiscale_range``, the width keeping the input's aspect ratio)."""
-    height, width = exp.input_size
-    low, high = getattr(exp, "random_size", None) or (int(height / 32) - exp.multiscale_range,
-                                                      int(height / 32) + exp.multiscale_range)
-    drawn = {(32 * f, 32 * int(f * width / height)) for f in range(low, high + 1)}
-    return sorted(drawn | {(height, width)})
+    then, every 10 iterations, a draw of ``random_resize`` (``random_size`` factors of 32, else
+    ``default_size_factors``)."""
+    low, high = getattr(exp, "random_size", None) or default_size_factors(exp.input_size, exp.multiscale_range)
+    drawn = {drawn_size(f, exp.input_size) for f in range(low, high + 1)}
+    return sorted(drawn | {tuple(exp.input_size)})
 
 
 def recompile_limit() -> int:

@@ -14,10 +14,11 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..multiscale import default_size_factors, drawn_size
+
 MAKE_SHAPES = "python -m yolox_attn.tools.make_shapes --out datasets/shapes"
 MAKE_SHAPES_VOC = "python -m yolox_attn.tools.make_shapes --out datasets/shapes_voc --format voc"
 _SEARCH_DEPTH = 3  # folders below data_dir searched for images listed but missing where YOLOX reads
-_SIZE_STEP = 32  # YOLOX draws training sizes as multiples of 32 px
 
 
 def require_annotations(data_dir: str, json_file: str) -> str:
@@ -299,22 +300,19 @@ def size_override_note(exp: Any) -> Optional[str]:
             or not 1 <= random_size[0] <= random_size[1]):
         raise ValueError(f"random_size must be two integers (low, high) with 1 <= low <= high, got {random_size!r}")
     low, high = random_size
-    height, width = exp.input_size
-    base, spread = int(height / _SIZE_STEP), exp.multiscale_range
-    if (low, high) == (base - spread, base + spread):
+    default = default_size_factors(exp.input_size, exp.multiscale_range)
+    if (low, high) == default:
         return None
-    note = (f"training draws sizes {_size_range(low, high, width / height)} from random_size {tuple(random_size)}; "
-            f"input_size {tuple(exp.input_size)} and multiscale_range {spread} do not apply")
-    if base - spread >= 1:
-        note += (f" (they would give {_size_range(base - spread, base + spread, width / height)}, "
-                 f"as random_size ({base - spread}, {base + spread}) does)")
+    note = (f"training draws sizes {_size_range(low, high, exp.input_size)} from random_size {tuple(random_size)}; "
+            f"input_size {tuple(exp.input_size)} and multiscale_range {exp.multiscale_range} do not apply")
+    if default[0] >= 1:
+        note += f" (they would give {_size_range(*default, exp.input_size)}, as random_size {default} does)"
     return note
 
 
-def _size_range(low: int, high: int, aspect: float) -> str:
+def _size_range(low: int, high: int, input_size: Tuple[int, int]) -> str:
     """The sizes YOLOX's random_resize draws for random_size (low, high), as text."""
-    first = (_SIZE_STEP * low, _SIZE_STEP * int(low * aspect))
-    last = (_SIZE_STEP * high, _SIZE_STEP * int(high * aspect))
-    if aspect == 1:
+    first, last = drawn_size(low, input_size), drawn_size(high, input_size)
+    if input_size[0] == input_size[1]:
         return f"{first[0]} px" if low == high else f"{first[0]}-{last[0]} px"
     return f"{first[0]}x{first[1]} px" if low == high else f"{first[0]}x{first[1]} to {last[0]}x{last[1]} px"
