@@ -61,12 +61,16 @@ def metric_of(evaluator) -> str:
     return "voc" if isinstance(evaluator, VOCEvaluator) else "coco"
 
 
-def scores_of(result) -> Tuple[float, float]:
-    """(AP, AP50) from what an evaluator's ``evaluate`` returned: ``(ap, ap50, summary)``, or
+def _scores_and_summary(result) -> tuple:
+    """``(ap, ap50, summary)`` from what an evaluator's ``evaluate`` returned: that, or
     ``((ap, ap50, summary), predictions)`` with YOLOX's ``return_outputs=True``."""
-    first = result[0]
-    ap, ap50 = (first[0], first[1]) if isinstance(first, tuple) else (result[0], result[1])
-    return float(ap), float(ap50)
+    return result[0] if isinstance(result[0], tuple) else result
+
+
+def scores_of(result) -> Tuple[float, float]:
+    """(AP, AP50) from what an evaluator's ``evaluate`` returned (either form)."""
+    scores = _scores_and_summary(result)
+    return float(scores[0]), float(scores[1])
 
 
 # COCO's 12 summary lines (pycocotools' COCOeval.summarize): (AP or AR, IoU, area, max detections)
@@ -86,7 +90,7 @@ def evaluation_summary(evaluator, result, conf: float) -> Optional[str]:
     """What an evaluation says: the evaluator's summary, and a last line naming its metric and
     values. Where the model made no detection, YOLOX's COCO evaluator prints no AP table; here
     it gets COCO's table of zeros and the reason. None on ranks other than 0."""
-    summary = result[-1] if not isinstance(result[0], tuple) else result[0][-1]
+    summary = _scores_and_summary(result)[-1]
     if summary is None:
         return None
     metric = metric_of(evaluator)
