@@ -71,7 +71,8 @@ def readable(path: str) -> str:
 
 
 def partial_files(folder: str) -> int:
-    """Temporary files of atomic writes a kill cut short (hidden, beside their target)."""
+    """Temporary files of atomic writes a kill cut short (hidden, beside their target). Written out
+    rather than imported from yolox_attn.atomic: the "before" runs use a checkout that lacks it."""
     return sum(name.startswith(".") and name.endswith(".partial") for name in os.listdir(folder))
 
 
