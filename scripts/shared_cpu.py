@@ -145,7 +145,7 @@ def policy_cost(repeats: int = 200) -> str:
     from yolox_attn.threads import CHECK_SECONDS, ThreadPolicy
 
     cpus = sorted(os.sched_getaffinity(0))
-    policy = ThreadPolicy(cpus, adaptive=True)
+    policy = ThreadPolicy(cpus)
     start = time.perf_counter()
     for _ in range(repeats):
         policy.choose()

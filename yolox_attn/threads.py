@@ -9,9 +9,9 @@ it). One thread has no barrier to wait at.
 So the CPU trainers take as many threads as there are cores that other processes leave idle:
 measured over the last ``CHECK_SECONDS`` from ``/proc/stat`` (the cores this process may run
 on, less what this process and its data workers used), checked again at every optimizer step
-that comes ``CHECK_SECONDS`` or more after the last check. A seeded run keeps the count it
-starts with, as its record says: another thread count sums in another order, and a seeded run
-should repeat bit for bit.
+that comes ``CHECK_SECONDS`` or more after the last check. A seeded run takes torch's default
+instead: another thread count sums in another order, and a seeded run must repeat bit for bit,
+also when it is resumed under another load than it started with.
 
 ``YOLOX_ATTN_THREADS`` overrides it: a number fixes the threads, ``torch`` keeps torch's
 default; an ``OMP_NUM_THREADS`` already set is kept as well.
@@ -99,11 +99,11 @@ def threads_for(cores: int, others: float, most: int) -> int:
 
 
 class ThreadPolicy:
-    """Sets torch's threads from the load now, and (``adaptive``) again at optimizer steps."""
+    """Sets torch's threads from the load now, and again at optimizer steps."""
 
-    def __init__(self, cpus: List[int], adaptive: bool, interval: float = CHECK_SECONDS,
+    def __init__(self, cpus: List[int], interval: float = CHECK_SECONDS,
                  sample: Optional[Callable[[List[int]], Optional[LoadSample]]] = None):
-        self.cpus, self.adaptive, self.interval = cpus, adaptive, interval
+        self.cpus, self.interval = cpus, interval
         self.sample = sample or LoadSample.now
         self.most = torch.get_num_threads()
         self.last = self.sample(cpus)
@@ -121,14 +121,11 @@ class ThreadPolicy:
         time.sleep(settle)
         threads, others = self.choose()
         torch.set_num_threads(threads)
-        why = (f"other processes used {others:.2f} of the {len(self.cpus)} cores it may run on; at most "
-               f"{self.most} (torch's default)")
-        if self.adaptive:
-            # The trainer builds its optimizer later: the first step that any optimizer takes hands
-            # the check over to that optimizer's own hook, which lives as long as it does.
-            self.handle = register_optimizer_step_pre_hook(self._attach)
-            return f"{why}; checked again every {self.interval:g} s"
-        return f"{why}; fixed for this seeded run (another count sums in another order)"
+        # The trainer builds its optimizer later: the first step that any optimizer takes hands the
+        # check over to that optimizer's own hook, which lives as long as it does.
+        self.handle = register_optimizer_step_pre_hook(self._attach)
+        return (f"other processes used {others:.2f} of the {len(self.cpus)} cores it may run on; at most "
+                f"{self.most} (torch's default); checked again every {self.interval:g} s")
 
     def _attach(self, optimizer, args, kwargs) -> None:
         self.handle.remove()
@@ -166,7 +163,7 @@ def _fixed(value: str) -> int:
 
 def start_thread_policy(device, seeded: bool, environ: Optional[Dict[str, str]] = None) -> Optional[ThreadPolicy]:
     """Choose the threads of a training on ``device`` (nothing to do but on the CPU), log how many and
-    why in one line, and return the adaptive policy, if any (see the module's docstring)."""
+    why in one line, and return the policy that follows the load, if any (see the module's docstring)."""
     if str(device) != "cpu":
         return None
     environ = os.environ if environ is None else environ
@@ -182,8 +179,13 @@ def start_thread_policy(device, seeded: bool, environ: Optional[Dict[str, str]] 
         torch.set_num_threads(_fixed(value))
         logger.info(f"CPU training with {torch.get_num_threads()} threads: {ENV}={value}")
         return None
+    if seeded:
+        logger.info(f"CPU training with {torch.get_num_threads()} threads: torch's default, whatever the load, so "
+                    f"that this seeded run repeats bit for bit, resumed or not; on a shared machine {ENV}=1 "
+                    "runs it faster, as the same value repeats it")
+        return None
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    policy = ThreadPolicy(cpus, adaptive=not seeded)
+    policy = ThreadPolicy(cpus)
     if policy.last is None:
         logger.info(f"CPU training with {torch.get_num_threads()} threads: torch's default (/proc/stat, which "
                     "shows the load of other processes, cannot be read here)")
